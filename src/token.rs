@@ -224,18 +224,17 @@ impl Verifier {
         }
     }
 
-    /// Fetches a missing key if needed (blocking: call on a worker thread) and verifies.
-    pub fn verify_blocking(&self, token: &str, now: UnixTime) -> Result<Claims, TokenError> {
+    /// Runs the fetch [`Verifier::check`] asked for (blocking: call it on a worker thread),
+    /// then verifies with the fetched key.
+    pub fn check_after_fetch(&self, fetch: KeyFetch, token: &str, now: UnixTime) -> Result<Claims, TokenError> {
+        let fetched = fetch.run();
         match self.check(token, now) {
             Check::Done(result) => result,
-            Check::NeedsKey(fetch) => {
-                fetch.run()?;
-                match self.check(token, now) {
-                    Check::Done(result) => result,
-                    // Fetched, yet still not usable (e.g. the key expired at once): give up.
-                    Check::NeedsKey(_) => Err(KeyError::Fetch("key not usable after fetch".into()).into()),
-                }
-            }
+            // Still no usable key: report why the fetch failed, if it did.
+            Check::NeedsKey(_) => Err(fetched
+                .err()
+                .unwrap_or_else(|| KeyError::Fetch("key not usable after fetch".into()))
+                .into()),
         }
     }
 

@@ -1,0 +1,122 @@
+-- gatehouse: helpers shared by gatehouse's Prosody modules (module:require "gatehouse").
+-- Loads the native gatehouse.so once, bridges its background jobs into util.async, and
+-- holds the small Prosody-side helpers every module needs (admin check, error replies).
+local async = require "util.async";
+local configmanager = require "core.configmanager";
+local jid = require "util.jid";
+local server = require "net.server";
+local st = require "util.stanza";
+local timer = require "util.timer";
+
+local lib = {};
+
+-- The native library sits next to the plugins (make install puts it there). Prefer that copy,
+-- so an operator's plugin directory is self-contained; fall back to package.cpath.
+local function load_native()
+	if package.loaded.gatehouse then
+		return package.loaded.gatehouse;
+	end
+	local path = module:get_directory().."/gatehouse.so";
+	local open = package.loadlib(path, "luaopen_gatehouse");
+	local native;
+	if open then
+		native = open("gatehouse");
+	else
+		local ok, loaded = pcall(require, "gatehouse");
+		if not ok then
+			error("gatehouse: cannot load the native library from "..path.." or package.cpath: "..tostring(loaded));
+		end
+		native = loaded;
+	end
+	package.loaded.gatehouse = native;
+	return native;
+end
+
+local native = load_native();
+lib.native = native;
+
+-- One registry of waiting sessions per process, kept on the native table that every module
+-- shares, since there is one job pool and one descriptor to watch.
+local jobs = native.jobs;
+local waiting = jobs.waiting;
+if not waiting then
+	waiting = {};
+	jobs.waiting = waiting;
+	-- The pool's descriptor becomes readable whenever a job finishes: resume its session.
+	jobs.watcher = server.watchfd(jobs.fd(), function ()
+		for _, id in ipairs(jobs.ready()) do
+			local resume = waiting[id];
+			if resume then
+				waiting[id] = nil;
+				resume();
+			end
+		end
+	end);
+end
+
+--- Waits for a native job without blocking Prosody: only the calling session is suspended.
+-- Returns the job's own results, or nil, condition, text, reason on timeout.
+function lib.await(job, timeout)
+	if not async.ready() then
+		return nil, "internal-server-error", "gatehouse: a remote call needs an async context", "no-async";
+	end
+	local id = job:id();
+	local wait, done = async.waiter();
+	local timed_out = false;
+	waiting[id] = done;
+	local timeout_timer = timer.add_task(timeout, function ()
+		if waiting[id] then
+			waiting[id] = nil;
+			timed_out = true;
+			done();
+		end
+	end);
+	wait();
+	if timed_out then
+		-- Dropping the job handle later drops its result whenever it arrives.
+		return nil, "remote-server-timeout", ("no answer within %gs"):format(timeout), "timeout";
+	end
+	timer.stop(timeout_timer);
+	return job:result();
+end
+
+--- Calls a native function that answers either at once or with a job to wait for.
+function lib.settle(timeout, result, ...)
+	if jobs.is_job(result) then
+		return lib.await(result, timeout);
+	end
+	return result, ...;
+end
+
+--- Whether a JID is a server admin: the global or its host's `admins` list. Read from the
+-- config rather than usermanager.is_admin, which Prosody 13 deprecates (as jitsi-meet does).
+function lib.is_admin(user_jid)
+	local bare = jid.bare(user_jid);
+	if not bare then return false; end
+	local _, host = jid.split(bare);
+	for _, scope in ipairs({ "*", host, module.host }) do
+		local admins = configmanager.get(scope, "admins");
+		if type(admins) == "table" then
+			for _, admin in ipairs(admins) do
+				if jid.prep(admin) == bare then return true; end
+			end
+		end
+	end
+	return false;
+end
+
+--- Jicofo's health-check rooms are never subject to access rules.
+function lib.is_healthcheck_room(room_jid)
+	return (jid.node(room_jid) or ""):match("^__jicofo%-health%-check") ~= nil;
+end
+
+--- An error reply with an optional application-specific child, as Jitsi's modules send.
+function lib.error_reply(stanza, error_type, condition, text, by, child, child_ns)
+	local reply = st.error_reply(stanza, error_type, condition, text, by);
+	if child then
+		reply:tag(child, { xmlns = child_ns or "http://jitsi.org/jitmeet" }):up();
+	end
+	return reply;
+end
+
+return lib;

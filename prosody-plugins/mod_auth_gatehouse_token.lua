@@ -1,0 +1,159 @@
+-- gatehouse: JWT authentication provider (authentication = "gatehouse_token").
+-- A drop-in for jitsi-meet's mod_auth_token: same options, session fields and events, with the
+-- token verified natively (constant-time HMAC, ES/PS/EdDSA, JWKS) and keys fetched off-thread.
+local formdecode = require "util.http".formdecode;
+local generate_uuid = require "util.uuid".generate;
+local new_sasl = require "util.sasl".new;
+local sasl = require "util.sasl";
+
+local gatehouse = module:require "gatehouse";
+local token_api = gatehouse.native.token;
+
+local app_id = module:get_option_string("app_id");
+local app_secret = module:get_option_string("app_secret");
+local asap_key_server = module:get_option_string("asap_key_server");
+local cache_keys_url = module:get_option_string("cache_keys_url");
+local signature_algorithm = module:get_option_string("signature_algorithm",
+	(asap_key_server or cache_keys_url) and "RS256" or "HS256");
+local allow_empty_token = module:get_option_boolean("allow_empty_token", false);
+local accepted_issuers = module:get_option_array("asap_accepted_issuers", { app_id });
+local accepted_audiences = module:get_option_array("asap_accepted_audiences", { "*" });
+local require_room_claim = module:get_option_boolean("asap_require_room_claim", true);
+local key_cache_size = module:get_option_number("jwt_pubkey_cache_size", 128);
+local key_cache_ttl = module:get_option_number("jwt_pubkey_cache_ttl", 3600); -- seconds
+local leeway = module:get_option_number("gatehouse_token_leeway", 0); -- seconds
+local max_token_bytes = module:get_option_number("gatehouse_token_max_size", 16384); -- bytes
+local key_timeout = module:get_option_number("gatehouse_key_fetch_timeout", 5); -- seconds
+
+if not app_id then
+	module:log_status("error", "'app_id' must not be empty; token authentication is disabled");
+	return;
+end
+if not (app_secret or asap_key_server or cache_keys_url) then
+	module:log_status("error", "'app_secret', 'asap_key_server' or 'cache_keys_url' must be set");
+	return;
+end
+if allow_empty_token then
+	module:log("warn", "WARNING - empty tokens allowed");
+end
+
+local verifier, _, config_error = token_api.new_verifier({
+	algorithm = signature_algorithm; app_id = app_id;
+	secret = (not asap_key_server and not cache_keys_url) and app_secret or nil;
+	asap_key_server = asap_key_server; cache_keys_url = not asap_key_server and cache_keys_url or nil;
+	accepted_issuers = accepted_issuers; accepted_audiences = accepted_audiences;
+	require_room_claim = require_room_claim; leeway = leeway; max_token_bytes = max_token_bytes;
+	key_cache_size = key_cache_size; key_cache_ttl = key_cache_ttl; http_timeout = key_timeout;
+});
+if not verifier then
+	module:log_status("error", "Token verification is misconfigured: %s", config_error);
+	return;
+end
+
+-- Where the token comes from: ?token= wins over Authorization: Bearer. Also keeps the room,
+-- tenant and resumption id of the URL, as mod_jitsi_session does (harmless when both run).
+local function init_session(event)
+	local session, request = event.session, event.request;
+	local params = request.url.query and formdecode(request.url.query) or {};
+	if type(params) ~= "table" then params = {}; end
+	local bearer = (request.headers.authorization or ""):match("^[Bb]earer%s+(%S+)$");
+	session.auth_token = params.token or bearer;
+	session.previd = params.previd;
+	session.jitsi_web_query_room = session.jitsi_web_query_room or params.room;
+	session.jitsi_web_query_prefix = session.jitsi_web_query_prefix or params.prefix or "";
+end
+module:hook("bosh-session", init_session, 1);
+module:hook("websocket-session", init_session, 1);
+
+-- Binds the verified claims to the session under the names Jitsi's other modules read.
+local function bind_claims(session, claims)
+	local context = type(claims.context) == "table" and claims.context or {};
+	session.jitsi_meet_room = claims.room;
+	session.jitsi_meet_domain = claims.sub;
+	session.jitsi_meet_auth_issuer = claims.iss;
+	session.jitsi_meet_str_tenant = context.tenant;
+	session.jitsi_meet_context_user = context.user or (claims.user_id and { id = claims.user_id }) or nil;
+	session.jitsi_meet_context_group = context.group;
+	session.jitsi_meet_context_features = context.features;
+	session.jitsi_meet_context_room = context.room;
+	session.gatehouse_token_claims = claims;
+end
+
+local function verify_session_token(session)
+	if session.auth_token == nil then
+		if allow_empty_token then return true; end
+		return false, "not-allowed", "token required";
+	end
+	local claims, condition, text, reason;
+	if session.public_key then
+		claims, condition, text, reason = verifier:verify_with_key(session.auth_token, session.public_key);
+	else
+		claims, condition, text, reason = gatehouse.settle(key_timeout + 1, verifier:verify(session.auth_token));
+	end
+	if not claims then
+		module:log("info", "Token refused for %s (%s): %s", session.ip or "?", reason, text);
+		session.auth_token = nil;
+		return false, condition, text;
+	end
+	bind_claims(session, claims);
+	prosody.events.fire_event("jitsi-authentication-token-verified", { session = session; claims = claims });
+	return true;
+end
+
+-- The SASL ANONYMOUS profile: verify, then the same event sequence as mod_auth_token.
+local function authenticate(self, session, username)
+	local pre = prosody.events.fire_event("pre-jitsi-authentication-fetch-key", session);
+	if pre ~= nil and pre.res == false then
+		return false, pre.error, pre.reason;
+	end
+	local ok, condition, text = verify_session_token(session);
+	if not ok then return false, condition, text; end
+	if prosody.events.fire_event("jitsi-access-ban-check", session) == false then
+		return false, "not-allowed", "user is banned";
+	end
+	local custom_username = prosody.events.fire_event("pre-jitsi-authentication", session);
+	if custom_username then
+		self.username = custom_username;
+	elseif session.previd ~= nil then
+		-- Stream resumption: reuse the anonymous username of the session being resumed.
+		for _, other in pairs(prosody.full_sessions) do
+			if other.resumption_token == session.previd then
+				self.username = other.username;
+				break;
+			end
+		end
+	end
+	self.username = self.username or username;
+	local post = prosody.events.fire_event("post-jitsi-authentication", session);
+	if post ~= nil and post.res == false then
+		return false, post.error, post.reason;
+	end
+	return true;
+end
+
+local provider = {};
+function provider.test_password() return nil, "Password based auth not supported"; end
+function provider.get_password() return nil; end
+function provider.set_password() return nil, "Set password not supported"; end
+function provider.user_exists() return nil; end
+function provider.create_user() return nil; end
+function provider.delete_user() return nil; end
+function provider.users() return function() return nil; end; end
+function provider.get_sasl_handler(session)
+	return new_sasl(module.host, {
+		anonymous = function (self, username) return authenticate(self, session, username); end;
+	});
+end
+module:provides("auth", provider);
+
+-- Prosody's stock ANONYMOUS mechanism retries until the profile says yes; a token that fails
+-- must fail the login instead, with its condition and text. mod_auth_token does the same.
+sasl.registerMechanism("ANONYMOUS", { "anonymous" }, function (self)
+	local username = generate_uuid();
+	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
+	if ok == true then
+		self.username = self.username or username; -- profiles other than ours may not set it
+		return "success";
+	end
+	return "failure", condition or "not-authorized", text;
+end);
