@@ -77,6 +77,7 @@ pub struct KeyCacheConfig {
     /// How long an ASAP key is trusted before it is fetched again. Defaults to 1 hour.
     pub asap_ttl: Duration,
     /// JWKS lifetime when the reply has no `Cache-Control: max-age`. Defaults to 6 hours.
+    /// A shorter `max-age` is honoured down to `retry_after`.
     pub jwks_default_ttl: Duration,
     /// After a failed JWKS fetch, or for an unknown `kid`, wait this long before fetching again.
     /// Defaults to 30 seconds.
@@ -260,7 +261,10 @@ impl KeyFetch {
                     Ok((keys, max_age)) => {
                         guard.only = if keys.len() == 1 { keys.values().next().cloned() } else { None };
                         guard.keys = keys;
-                        guard.expires = Some(now + max_age.unwrap_or(cfg.jwks_default_ttl));
+                        // A floor of `retry_after`: a server saying `no-cache` or `max-age=0`
+                        // must not make us fetch once per login (or fail every login).
+                        let ttl = max_age.unwrap_or(cfg.jwks_default_ttl).max(cfg.retry_after);
+                        guard.expires = Some(now + ttl);
                         Ok(())
                     }
                     Err(error) => {
