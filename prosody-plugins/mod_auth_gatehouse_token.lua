@@ -62,8 +62,12 @@ local function init_session(event)
 	session.jitsi_web_query_room = session.jitsi_web_query_room or params.room;
 	session.jitsi_web_query_prefix = session.jitsi_web_query_prefix or params.prefix or "";
 end
-module:hook("bosh-session", init_session, 1);
-module:hook("websocket-session", init_session, 1);
+-- Global as well as per host: a globally enabled mod_websocket/mod_bosh fires these on the
+-- global event bus (mod_jitsi_session listens there too). The session's host is not known yet.
+for _, event in ipairs({ "bosh-session", "websocket-session" }) do
+	module:hook(event, init_session, 1);
+	module:hook_global(event, init_session, 1);
+end
 
 -- Binds the verified claims to the session under the names Jitsi's other modules read.
 local function bind_claims(session, claims)

@@ -1,0 +1,65 @@
+-- Benchmark: native calls from Lua (verify HS256/RS256/ES256/EdDSA with the claims built as a
+-- Lua table, sign, room check). Prints one row per call: calls per second and µs per call.
+-- Usage: lua5.4 tests/bench/native.lua dist/prosody-plugins [seconds per row]
+local dist = assert(arg[1], "usage: native.lua <dist dir> [seconds]");
+local seconds = tonumber(arg[2]) or 1;
+package.cpath = dist.."/?.so;"..package.cpath;
+local root = debug.getinfo(1, "S").source:match("^@(.*)/tests/bench/[^/]*$") or ".";
+local gatehouse = require "gatehouse";
+
+local function read(path)
+	local f = assert(io.open(root.."/"..path, "rb"));
+	local data = f:read("a");
+	f:close();
+	return data;
+end
+local tokens = read("tests/fixtures/tokens.json");
+local function fixture(name) return assert(tokens:match('"'..name..'": "([^"]+)"')); end
+
+local function verifier(alg, key)
+	return assert(gatehouse.token.new_verifier({ algorithm = alg, app_id = "gatehouse-test",
+		accepted_audiences = { "jitsi" }, secret = key.secret, public_key = key.pem }));
+end
+
+-- Runs fn repeatedly for about `seconds` of CPU time; returns calls per second.
+local function measure(fn)
+	for _ = 1, 50 do fn(); end -- warm up
+	local calls, started = 0, os.clock();
+	repeat
+		for _ = 1, 100 do fn(); end
+		calls = calls + 100;
+	until os.clock() - started >= seconds;
+	return calls / (os.clock() - started);
+end
+
+local rows = {};
+local function row(name, fn)
+	local per_second = measure(fn);
+	rows[#rows + 1] = ("| %-34s | %12.0f | %9.1f |"):format(name, per_second, 1e6 / per_second);
+end
+
+local hs = verifier("HS256", { secret = "test-secret" });
+local rs = verifier("RS256", { pem = read("tests/fixtures/keys/rsa_public.pem") });
+local es = verifier("ES256", { pem = read("tests/fixtures/keys/ec256_public.pem") });
+local ed = verifier("EdDSA", { pem = read("tests/fixtures/keys/ed25519_public.pem") });
+local hs_token, rs_token = fixture("HS256"), fixture("RS256");
+local es_token, ed_token = fixture("ES256"), fixture("EdDSA");
+assert(hs:verify(hs_token) and rs:verify(rs_token) and es:verify(es_token) and ed:verify(ed_token));
+
+row("token verify HS256 (claims table)", function() hs:verify(hs_token); end);
+row("token verify RS256 (claims table)", function() rs:verify(rs_token); end);
+row("token verify ES256 (claims table)", function() es:verify(es_token); end);
+row("token verify EdDSA (claims table)", function() ed:verify(ed_token); end);
+row("token verify HS256, bad signature", function() hs:verify(hs_token:sub(1, -3).."xx"); end);
+local claims = { iss = "a", aud = "jitsi", sub = "meet.test", room = "r", context = { user = { name = "n" } } };
+row("token sign HS256", function() gatehouse.token.sign(claims, { secret = "test-secret" }); end);
+local policy = gatehouse.room.new_policy({ enable_domain_verification = true, muc_mapper_domain_base = "meet.test" });
+row("room verify (plain claim)", function() policy:verify("room1@conference.meet.test", "room1", "meet.test"); end);
+row("room verify (pattern claim)", function()
+	policy:verify("team42@conference.meet.test", "^team%d+$", "meet.test", true);
+end);
+
+print(("native calls from %s, %gs each:"):format(_VERSION, seconds));
+print("| call                               |    calls/s   |  µs/call  |");
+print("|------------------------------------|--------------|-----------|");
+for _, line in ipairs(rows) do print(line); end
