@@ -10,7 +10,10 @@ LUA ?= 5.4
 PLUGIN_DIR ?= /usr/share/jitsi-meet/prosody-plugins
 DESTDIR ?=
 CARGO ?= cargo
-DIST := dist/prosody-plugins
+# Where `make build` leaves the installable tree (and the e2e tests look for it).
+DIST ?= dist/prosody-plugins
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+export GATEHOUSE_DIST := $(abspath $(DIST))
 
 LUA_FEATURE_5.1 := lua51
 LUA_FEATURE_5.2 := lua52
@@ -39,7 +42,7 @@ build:
 	$(CARGO) build --release --locked --features $(LUA_FEATURE)
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	cp prosody-plugins/mod_*.lua lua/*.lua $(DIST)/
-	cp target/release/libgatehouse.so $(DIST)/gatehouse.so
+	cp $(TARGET_DIR)/release/libgatehouse.so $(DIST)/gatehouse.so
 
 install:
 	test -f $(DIST)/gatehouse.so || { echo "run 'make build' first"; exit 1; }

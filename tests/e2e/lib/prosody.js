@@ -19,7 +19,8 @@ const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const REPO_ROOT = path.resolve(E2E_DIR, '../..');
 export const RUN_ROOT = path.join(E2E_DIR, '.run');
 const E2E_PLUGINS = path.join(E2E_DIR, 'plugins');
-export const DEFAULT_PLUGIN_PATHS = [path.join(REPO_ROOT, 'dist/prosody-plugins'), E2E_PLUGINS];
+// GATEHOUSE_DIST (set by the Makefile) points at the tree `make build` produced.
+export const DEFAULT_PLUGIN_PATHS = [process.env.GATEHOUSE_DIST ?? path.join(REPO_ROOT, 'dist/prosody-plugins'), E2E_PLUGINS];
 
 const PROSODY = process.env.PROSODY_BIN ?? '/usr/bin/prosody';
 const PROSODYCTL = process.env.PROSODYCTL_BIN ?? '/usr/bin/prosodyctl';
