@@ -78,7 +78,7 @@ test-e2e:
 
 bench: deps build
 	$(LUA_BIN) tests/bench/native.lua $(DIST)
-	node tests/bench/connect.js
+	node tests/bench/connect.mjs
 
 clean:
 	rm -rf dist target tests/e2e/.run

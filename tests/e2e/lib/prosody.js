@@ -140,6 +140,7 @@ function pruneOldRuns() {
  *   logLevel      "debug" | "info" | "warn" | "error" (default: $E2E_LOG_LEVEL or "info")
  *   env           extra environment variables (e.g. LUA_CPATH for gatehouse.so)
  *   startTimeoutMs  bound on startup (default 15000)
+ *   ports         [httpPort, c2sPort] to use instead of free ones (for `make run`)
  *
  * @returns {Promise<{httpPort:number, c2sPort:number, dir:string, logFile:string,
  *   configFile:string, pid:number, readLog(since?):string, logMark():number,
@@ -166,7 +167,8 @@ async function startOnce(opts) {
   fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'certs'));
 
-  const [httpPort, c2sPort] = await freePorts(2);
+  // Fixed ports for `make run`; free ones otherwise.
+  const [httpPort, c2sPort] = opts.ports ?? await freePorts(2);
   const logFile = path.join(dir, 'prosody.log');
   const stdoutFile = path.join(dir, 'stdout.log');
   const configFile = path.join(dir, 'prosody.cfg.lua');
