@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, xml } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
 const APP_ID = 'gatehouse-test';
@@ -123,5 +123,69 @@ describe('token auth (HS256 app_secret) and room claim check', () => {
     assert.ok(log.includes('not allowed to join'), 'the refusal is logged');
     assert.ok(!log.includes(secretish.split('.')[2]), 'no signature in the log');
     assert.ok(!log.includes(secretish.split('.')[1]), 'no payload in the log');
+  });
+});
+
+describe('domain verification, tenants and pattern claims', () => {
+  let prosody;
+  const clients = [];
+  const join = async (claimsExtra, roomJid, nick) => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: token(claimsExtra) });
+    clients.push(xmpp);
+    return joinRoom(xmpp, roomJid, nick);
+  };
+
+  before(async () => {
+    prosody = await startProsody({
+      name: 'domain-verification',
+      mainHost: {
+        authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET,
+        enable_domain_verification: true, muc_mapper_domain_base: 'meet.test', allow_empty_token: true,
+      },
+      muc: { modules_enabled: ['gatehouse_token_verification'], token_verification_require_token_for_moderation: true },
+    });
+    const focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
+    clients.push(focus);
+    for (const room of ['team7', 'sales', '[acme]sales']) await createRoomAsFocus(focus, `${room}@${MUC_DOMAIN}`);
+  });
+  after(async () => {
+    await Promise.all(clients.map(disconnect));
+    await prosody?.stop();
+  });
+
+  it('a pattern room claim admits matching rooms only', async () => {
+    const pattern = { room: '^team%d+$', context: { room: { regex: true } } };
+    await join(pattern, `team7@${MUC_DOMAIN}`, 'p1');
+    const err = await join(pattern, `sales@${MUC_DOMAIN}`, 'p2').catch((e) => e);
+    assert.equal(err.condition, 'not-allowed');
+    assert.deepEqual(err.children.map((c) => c.name), ['room-mismatch']);
+  });
+
+  it('a pattern over the quantifier limit is refused with <invalid-regex/>', async () => {
+    const err = await join({ room: 'a*b*c*d*', context: { room: { regex: 'true' } } }, `team7@${MUC_DOMAIN}`, 'p3')
+      .catch((e) => e);
+    assert.equal(err.condition, 'not-allowed');
+    assert.deepEqual(err.children, [{ name: 'invalid-regex', xmlns: 'http://jitsi.org/jitmeet' }]);
+    assert.match(err.text, /quantifiers/);
+  });
+
+  it('sub must match the tenant of a [tenant]room', async () => {
+    await join({ room: 'sales', sub: 'acme' }, `[acme]sales@${MUC_DOMAIN}`, 't1');
+    const err = await join({ room: 'sales', sub: 'evil' }, `[acme]sales@${MUC_DOMAIN}`, 't2').catch((e) => e);
+    assert.equal(err.condition, 'not-allowed');
+    const wrongDomain = await join({ room: 'sales', sub: 'other.test' }, `sales@${MUC_DOMAIN}`, 't3').catch((e) => e);
+    assert.equal(wrongDomain.condition, 'not-allowed');
+  });
+
+  it('guests without a token may not change room configuration', async () => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort });
+    clients.push(xmpp);
+    await joinRoom(xmpp, `sales@${MUC_DOMAIN}`, 'guest');
+    const err = await xmpp.iqCaller.request(
+      xml('iq', { type: 'set', to: `sales@${MUC_DOMAIN}` },
+        xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' }))),
+      5000).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'not-allowed');
+    assert.equal(err.text, 'Room modification disabled for guests');
   });
 });
