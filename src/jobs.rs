@@ -294,11 +294,12 @@ mod tests {
     #[test]
     fn test_forgotten_job_leaves_nothing_behind() {
         let pool = JobPool::new(PoolConfig { workers: 1, queue: 4 }).unwrap();
-        let id = pool.submit(|| {
-            thread::sleep(Duration::from_millis(20));
-            3
-        })
-        .unwrap();
+        let id = pool
+            .submit(|| {
+                thread::sleep(Duration::from_millis(20));
+                3
+            })
+            .unwrap();
         pool.forget(id);
         let marker = pool.submit(|| 4).unwrap();
         wait_for_ready(&pool, 1);

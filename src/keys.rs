@@ -108,8 +108,16 @@ pub struct KeySource {
 #[derive(Clone)]
 enum SourceKind {
     Static(Arc<DecodingKey>),
-    Asap { base: String, cache: Arc<Mutex<TtlCache<String, Arc<DecodingKey>>>>, cfg: KeyCacheConfig },
-    Jwks { url: String, state: Arc<Mutex<JwksState>>, cfg: KeyCacheConfig },
+    Asap {
+        base: String,
+        cache: Arc<Mutex<TtlCache<String, Arc<DecodingKey>>>>,
+        cfg: KeyCacheConfig,
+    },
+    Jwks {
+        url: String,
+        state: Arc<Mutex<JwksState>>,
+        cfg: KeyCacheConfig,
+    },
 }
 
 #[derive(Default)]
@@ -259,7 +267,8 @@ impl KeyFetch {
                 guard.fetched = Some(now);
                 match result {
                     Ok((keys, max_age)) => {
-                        guard.only = if keys.len() == 1 { keys.values().next().cloned() } else { None };
+                        guard.only =
+                            if keys.len() == 1 { keys.values().next().cloned() } else { None };
                         guard.keys = keys;
                         // A floor of `retry_after`: a server saying `no-cache` or `max-age=0`
                         // must not make us fetch once per login (or fail every login).
@@ -294,12 +303,20 @@ pub fn parse_pem(algorithm: Algorithm, pem: &[u8]) -> Result<DecodingKey, KeyErr
 /// Jitsi's ASAP key URL: the key id is hashed so that it cannot walk the server's paths.
 pub fn asap_url(base: &str, kid: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, kid.as_bytes());
-    format!("{}/{}.pem", base.trim_end_matches('/'), data_encoding::HEXLOWER.encode(digest.as_ref()))
+    format!(
+        "{}/{}.pem",
+        base.trim_end_matches('/'),
+        data_encoding::HEXLOWER.encode(digest.as_ref())
+    )
 }
 
 type FetchedKeys = (HashMap<String, Arc<DecodingKey>>, Option<Duration>);
 
-fn fetch_jwks(url: &str, algorithm: Algorithm, cfg: &KeyCacheConfig) -> Result<FetchedKeys, KeyError> {
+fn fetch_jwks(
+    url: &str,
+    algorithm: Algorithm,
+    cfg: &KeyCacheConfig,
+) -> Result<FetchedKeys, KeyError> {
     let reply = http::get(url, &[("Accept", "application/json")], cfg.http)?;
     if !reply.is_success() {
         return Err(KeyError::Fetch(format!("http status: {}", reply.status)));
@@ -330,7 +347,8 @@ pub fn parse_jwks(
                 | (AlgorithmParameters::EllipticCurve(_), Family::Ec)
                 | (AlgorithmParameters::OctetKeyPair(_), Family::Ed)
         );
-        let alg_ok = jwk.common.key_algorithm.is_none_or(|a| format!("{a:?}") == format!("{algorithm:?}"));
+        let alg_ok =
+            jwk.common.key_algorithm.is_none_or(|a| format!("{a:?}") == format!("{algorithm:?}"));
         if !fits || !alg_ok {
             continue;
         }
@@ -398,11 +416,21 @@ mod tests {
         .unwrap();
         let now = Instant::now();
         assert!(matches!(source.lookup(None, now), Err(KeyError::MissingKeyId)));
-        let Ok(Lookup::Fetch(KeyFetch(FetchKind::Asap { cache, .. }))) = source.lookup(Some("k1"), now) else {
+        let Ok(Lookup::Fetch(KeyFetch(FetchKind::Asap { cache, .. }))) =
+            source.lookup(Some("k1"), now)
+        else {
             panic!("expected a fetch");
         };
-        lock(&cache).insert("k1".into(), Arc::new(DecodingKey::from_secret(b"x")), Duration::from_secs(5), now);
+        lock(&cache).insert(
+            "k1".into(),
+            Arc::new(DecodingKey::from_secret(b"x")),
+            Duration::from_secs(5),
+            now,
+        );
         assert!(matches!(source.lookup(Some("k1"), now), Ok(Lookup::Found(_))));
-        assert!(matches!(source.lookup(Some("k1"), now + Duration::from_secs(6)), Ok(Lookup::Fetch(_))));
+        assert!(matches!(
+            source.lookup(Some("k1"), now + Duration::from_secs(6)),
+            Ok(Lookup::Fetch(_))
+        ));
     }
 }

@@ -103,10 +103,11 @@ impl RoomPolicy {
             return RoomVerdict::Allow; // not a room address: nothing to check, as upstream
         };
         let (tenant, room_name) = split_tenant(node);
-        let room_ok = match self.room_part(auth_room, claims.room_is_pattern, room_name.unwrap_or(node)) {
-            Ok(ok) => ok,
-            Err(error) => return RoomVerdict::Deny(RoomDenial::InvalidPattern(error)),
-        };
+        let room_ok =
+            match self.room_part(auth_room, claims.room_is_pattern, room_name.unwrap_or(node)) {
+                Ok(ok) => ok,
+                Err(error) => return RoomVerdict::Deny(RoomDenial::InvalidPattern(error)),
+            };
         if !self.domain_verification {
             // Plain rule: the node is the claim, or `[tenant]claim`, or the claim is `*`.
             let claim = auth_room.to_lowercase();
@@ -125,7 +126,9 @@ impl RoomPolicy {
         match tenant {
             Some(tenant) => {
                 if self.muc_domain_base.is_none() {
-                    return RoomVerdict::Deny(RoomDenial::Unconfigured("muc_mapper_domain_base is not set"));
+                    return RoomVerdict::Deny(RoomDenial::Unconfigured(
+                        "muc_mapper_domain_base is not set",
+                    ));
                 }
                 let tenant_ok = sub == "*" || tenant == sub.to_lowercase();
                 let domain_ok = self.muc_domain().is_some_and(|d| d.to_lowercase() == domain);
@@ -135,7 +138,11 @@ impl RoomPolicy {
                 let expected = if sub == "*" {
                     match self.muc_domain() {
                         Some(d) => d,
-                        None => return RoomVerdict::Deny(RoomDenial::Unconfigured("muc_mapper_domain_base is not set")),
+                        None => {
+                            return RoomVerdict::Deny(RoomDenial::Unconfigured(
+                                "muc_mapper_domain_base is not set",
+                            ))
+                        }
                     }
                 } else {
                     format!("{}.{}", self.muc_domain_prefix, sub)
@@ -152,7 +159,12 @@ impl RoomPolicy {
     }
 
     /// Does the room-name part of the claim cover `room_name`?
-    fn room_part(&self, claim: &str, is_pattern: bool, room_name: &str) -> Result<PartMatch, PatternError> {
+    fn room_part(
+        &self,
+        claim: &str,
+        is_pattern: bool,
+        room_name: &str,
+    ) -> Result<PartMatch, PatternError> {
         if claim == "*" {
             return Ok(PartMatch::Yes);
         }
@@ -186,7 +198,9 @@ fn verdict(allowed: bool) -> RoomVerdict {
 fn split_tenant(node: &str) -> (Option<&str>, Option<&str>) {
     let Some(rest) = node.strip_prefix('[') else { return (None, None) };
     match rest.split_once(']') {
-        Some((tenant, room)) if !tenant.is_empty() && !room.is_empty() => (Some(tenant), Some(room)),
+        Some((tenant, room)) if !tenant.is_empty() && !room.is_empty() => {
+            (Some(tenant), Some(room))
+        }
         _ => (None, None),
     }
 }
@@ -270,7 +284,8 @@ mod tests {
     #[test]
     fn test_pattern_claim_matches_with_domain_verification() {
         let p = domain_policy();
-        let pattern = RoomClaims { room: Some("^team%d+$"), sub: Some("meet.test"), room_is_pattern: true };
+        let pattern =
+            RoomClaims { room: Some("^team%d+$"), sub: Some("meet.test"), room_is_pattern: true };
         assert!(allowed(&p, pattern, "team42@conference.meet.test"));
         assert!(!allowed(&p, pattern, "team@conference.meet.test"));
         assert!(!allowed(&p, pattern, "team42@conference.other.test"));
@@ -281,7 +296,8 @@ mod tests {
     #[test]
     fn test_pattern_claim_is_literal_when_patterns_are_disabled() {
         let p = RoomPolicy { patterns_enabled: false, ..domain_policy() };
-        let pattern = RoomClaims { room: Some("^team%d+$"), sub: Some("meet.test"), room_is_pattern: true };
+        let pattern =
+            RoomClaims { room: Some("^team%d+$"), sub: Some("meet.test"), room_is_pattern: true };
         assert!(!allowed(&p, pattern, "team42@conference.meet.test"));
     }
 
@@ -291,7 +307,9 @@ mod tests {
         for bad in ["team[", "a*b*c*d*e*", &"x".repeat(200)] {
             let c = RoomClaims { room: Some(bad), sub: Some("meet.test"), room_is_pattern: true };
             match p.verify(c, "team@conference.meet.test") {
-                RoomVerdict::Deny(denial) => assert_eq!(denial.error_element(), "invalid-regex", "{bad}"),
+                RoomVerdict::Deny(denial) => {
+                    assert_eq!(denial.error_element(), "invalid-regex", "{bad}")
+                }
                 RoomVerdict::Allow => panic!("{bad} allowed"),
             }
         }

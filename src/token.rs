@@ -77,7 +77,9 @@ impl TokenError {
     pub fn condition(&self) -> &'static str {
         match self {
             TokenError::MissingClaim("room" | "sub") => "not-authorized",
-            TokenError::Key(KeyError::BadKey(_)) | TokenError::Signing(_) => "internal-server-error",
+            TokenError::Key(KeyError::BadKey(_)) | TokenError::Signing(_) => {
+                "internal-server-error"
+            }
             _ => "not-allowed",
         }
     }
@@ -201,7 +203,11 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier whose keys come from `source`.
-    pub fn new(policy: Policy, source: KeySourceConfig, cache: KeyCacheConfig) -> Result<Self, TokenError> {
+    pub fn new(
+        policy: Policy,
+        source: KeySourceConfig,
+        cache: KeyCacheConfig,
+    ) -> Result<Self, TokenError> {
         let keys = KeySource::new(policy.algorithm, source, cache)?;
         Ok(Verifier { policy, keys })
     }
@@ -226,7 +232,12 @@ impl Verifier {
 
     /// Runs the fetch [`Verifier::check`] asked for (blocking: call it on a worker thread),
     /// then verifies with the fetched key.
-    pub fn check_after_fetch(&self, fetch: KeyFetch, token: &str, now: UnixTime) -> Result<Claims, TokenError> {
+    pub fn check_after_fetch(
+        &self,
+        fetch: KeyFetch,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Claims, TokenError> {
         let fetched = fetch.run();
         match self.check(token, now) {
             Check::Done(result) => result,
@@ -240,7 +251,12 @@ impl Verifier {
 
     /// Verifies with a PEM public key supplied for this one token (Jitsi's
     /// `pre-jitsi-authentication-fetch-key` event sets `session.public_key`).
-    pub fn check_with_pem(&self, token: &str, pem: &str, now: UnixTime) -> Result<Claims, TokenError> {
+    pub fn check_with_pem(
+        &self,
+        token: &str,
+        pem: &str,
+        now: UnixTime,
+    ) -> Result<Claims, TokenError> {
         Parsed::new(token, &self.policy)?;
         let key = crate::keys::parse_pem(self.policy.algorithm, pem.as_bytes())?;
         self.finish(token, &key, now)
@@ -281,9 +297,12 @@ impl Parsed {
     }
 }
 
+/// A JSON object, as token headers and payloads are.
+pub type JsonObject = Map<String, Value>;
+
 /// Header and payload of a token, without checking anything but their shape. For tooling
 /// and logs; never for access decisions.
-pub fn decode_unverified(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), TokenError> {
+pub fn decode_unverified(token: &str) -> Result<(JsonObject, JsonObject), TokenError> {
     split_and_decode(token)
 }
 
@@ -296,21 +315,33 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// An HMAC key (HS256/384/512).
-    pub fn secret(algorithm: Algorithm, secret: &[u8], kid: Option<String>) -> Result<Self, TokenError> {
+    pub fn secret(
+        algorithm: Algorithm,
+        secret: &[u8],
+        kid: Option<String>,
+    ) -> Result<Self, TokenError> {
         if algorithm.family() != AlgorithmFamily::Hmac {
-            return Err(TokenError::Signing(format!("{algorithm:?} needs a private key, not a secret")));
+            return Err(TokenError::Signing(format!(
+                "{algorithm:?} needs a private key, not a secret"
+            )));
         }
         Ok(SigningKey { algorithm, key: EncodingKey::from_secret(secret), kid })
     }
 
     /// A private key in PEM form for an RSA, EC or Ed25519 algorithm.
-    pub fn private_pem(algorithm: Algorithm, pem: &[u8], kid: Option<String>) -> Result<Self, TokenError> {
+    pub fn private_pem(
+        algorithm: Algorithm,
+        pem: &[u8],
+        kid: Option<String>,
+    ) -> Result<Self, TokenError> {
         let key = match algorithm.family() {
             AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
             AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
             AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
             AlgorithmFamily::Hmac => {
-                return Err(TokenError::Signing(format!("{algorithm:?} takes a secret, not a PEM key")))
+                return Err(TokenError::Signing(format!(
+                    "{algorithm:?} takes a secret, not a PEM key"
+                )))
             }
         };
         let key = key.map_err(|e| TokenError::Signing(e.to_string()))?;
@@ -335,7 +366,7 @@ pub fn algorithm_name(algorithm: Algorithm) -> String {
     format!("{algorithm:?}")
 }
 
-fn split_and_decode(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), TokenError> {
+fn split_and_decode(token: &str) -> Result<(JsonObject, JsonObject), TokenError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(_signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -347,7 +378,11 @@ fn split_and_decode(token: &str) -> Result<(Map<String, Value>, Map<String, Valu
 
 fn decode_segment(segment: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
     let bytes = BASE64URL_NOPAD.decode(segment.trim_end_matches('=').as_bytes()).map_err(|_| {
-        TokenError::Malformed(if what == "header" { "header is not base64url" } else { "payload is not base64url" })
+        TokenError::Malformed(if what == "header" {
+            "header is not base64url"
+        } else {
+            "payload is not base64url"
+        })
     })?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -361,7 +396,11 @@ fn decode_segment(segment: &str, what: &'static str) -> Result<Map<String, Value
 
 /// Checks the signature with the pinned algorithm only; claims are checked by us afterwards,
 /// with Jitsi's rules rather than jsonwebtoken's defaults (60 s leeway, `exp` required).
-fn verify_signature(token: &str, key: &DecodingKey, algorithm: Algorithm) -> Result<Claims, TokenError> {
+fn verify_signature(
+    token: &str,
+    key: &DecodingKey,
+    algorithm: Algorithm,
+) -> Result<Claims, TokenError> {
     let mut validation = Validation::new(algorithm);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
@@ -373,7 +412,9 @@ fn verify_signature(token: &str, key: &DecodingKey, algorithm: Algorithm) -> Res
         Err(error) => Err(match error.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::InvalidSignature,
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::InvalidSignature,
-            jsonwebtoken::errors::ErrorKind::Base64(_) => TokenError::Malformed("signature is not base64url"),
+            jsonwebtoken::errors::ErrorKind::Base64(_) => {
+                TokenError::Malformed("signature is not base64url")
+            }
             jsonwebtoken::errors::ErrorKind::InvalidKeyFormat
             | jsonwebtoken::errors::ErrorKind::InvalidRsaKey(_)
             | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey => {
@@ -411,7 +452,10 @@ fn check_claims(claims: &Claims, policy: &Policy, now: UnixTime) -> Result<(), T
         Some(Value::String(aud)) if accepts(&policy.accepted_audiences, aud) => {}
         // RFC 7519 allows an array: any listed audience we accept will do.
         Some(Value::Array(auds))
-            if auds.iter().filter_map(Value::as_str).any(|a| accepts(&policy.accepted_audiences, a)) => {}
+            if auds
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| accepts(&policy.accepted_audiences, a)) => {}
         Some(_) => return Err(TokenError::InvalidAudience),
     }
     if !claims.0.contains_key("sub") {

@@ -72,7 +72,10 @@ fn serve(route: impl Fn(&str) -> Canned + Send + Sync + 'static) -> (String, Arc
 fn rs256_verifier(source: KeySourceConfig, timeout: Duration) -> Verifier {
     let mut policy = Policy::new(Algorithm::RS256, "gatehouse-test");
     policy.accepted_audiences = vec!["jitsi".into()];
-    let cache = KeyCacheConfig { http: Limits { timeout, max_body: 64 * 1024 }, ..KeyCacheConfig::default() };
+    let cache = KeyCacheConfig {
+        http: Limits { timeout, max_body: 64 * 1024 },
+        ..KeyCacheConfig::default()
+    };
     Verifier::new(policy, source, cache).unwrap()
 }
 
@@ -92,7 +95,12 @@ fn test_asap_key_is_fetched_once_then_cached() {
         if path == expected_path {
             ok(RSA_PUBLIC, "Content-Type: application/x-pem-file\r\n")
         } else {
-            Canned { status: "404 Not Found", headers: String::new(), body: b"no".to_vec(), delay: Duration::ZERO }
+            Canned {
+                status: "404 Not Found",
+                headers: String::new(),
+                body: b"no".to_vec(),
+                delay: Duration::ZERO,
+            }
         }
     });
     let v = rs256_verifier(KeySourceConfig::AsapServer(format!("{base}/")), Duration::from_secs(5));
@@ -135,11 +143,19 @@ fn test_redirects_and_huge_or_garbage_bodies_are_refused() {
     let token = fixture("RS256").as_str().unwrap().to_string();
     let cases: Vec<(Canned, &str)> = vec![
         (
-            Canned { status: "302 Found", headers: "Location: http://127.0.0.1:1/\r\n".into(), body: vec![], delay: Duration::ZERO },
+            Canned {
+                status: "302 Found",
+                headers: "Location: http://127.0.0.1:1/\r\n".into(),
+                body: vec![],
+                delay: Duration::ZERO,
+            },
             "redirects are not followed",
         ),
         (ok(vec![b'A'; 200 * 1024], ""), "reply larger than"),
-        (ok("-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n", ""), "bad public key"),
+        (
+            ok("-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n", ""),
+            "bad public key",
+        ),
     ];
     for (reply, expected) in cases {
         let (base, _) = serve(move |_| reply.clone());
@@ -153,7 +169,8 @@ fn test_redirects_and_huge_or_garbage_bodies_are_refused() {
 fn test_jwks_max_age_zero_still_caches_for_the_retry_interval() {
     let jwks = fixture("jwks").to_string();
     let (base, hits) = serve(move |_| ok(jwks.clone(), "Cache-Control: public, max-age=0\r\n"));
-    let v = rs256_verifier(KeySourceConfig::Jwks(format!("{base}/jwks.json")), Duration::from_secs(5));
+    let v =
+        rs256_verifier(KeySourceConfig::Jwks(format!("{base}/jwks.json")), Duration::from_secs(5));
     let token = fixture("RS256").as_str().unwrap().to_string();
     let (fetched, result) = verify_like_prosody(&v, &token);
     assert!(fetched, "first use fetches");
@@ -172,7 +189,8 @@ fn test_jwks_verifies_ec_and_ed_keys_too() {
         let (base, _) = serve(move |_| ok(jwks.clone(), ""));
         let mut policy = Policy::new(alg, "gatehouse-test");
         policy.accepted_audiences = vec!["jitsi".into()];
-        let v = Verifier::new(policy, KeySourceConfig::Jwks(base), KeyCacheConfig::default()).unwrap();
+        let v =
+            Verifier::new(policy, KeySourceConfig::Jwks(base), KeyCacheConfig::default()).unwrap();
         let token = fixture(name).as_str().unwrap().to_string();
         assert!(verify_like_prosody(&v, &token).1.is_ok(), "{name}");
     }
@@ -204,7 +222,8 @@ fn test_jwks_with_long_max_age_is_cached_and_unknown_kid_refused() {
 
 #[test]
 fn test_static_pem_needs_no_fetch() {
-    let v = rs256_verifier(KeySourceConfig::PublicKeyPem(RSA_PUBLIC.into()), Duration::from_secs(1));
+    let v =
+        rs256_verifier(KeySourceConfig::PublicKeyPem(RSA_PUBLIC.into()), Duration::from_secs(1));
     let token = fixture("RS256").as_str().unwrap().to_string();
     let (fetched, result) = verify_like_prosody(&v, &token);
     assert!(!fetched && result.is_ok());

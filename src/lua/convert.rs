@@ -18,7 +18,12 @@ pub fn lua_to_json(lua: &Lua, value: Value) -> Result<serde_json::Value> {
 }
 
 /// The `nil, condition, text, reason` answer for an expected failure.
-pub fn failure(lua: &Lua, condition: &str, text: impl ToString, reason: &str) -> Result<MultiValue> {
+pub fn failure(
+    lua: &Lua,
+    condition: &str,
+    text: impl ToString,
+    reason: &str,
+) -> Result<MultiValue> {
     (Value::Nil, condition.to_string(), text.to_string(), reason.to_string()).into_lua_multi(lua)
 }
 
@@ -67,7 +72,10 @@ pub fn opt_number(table: &Table, key: &str) -> Result<Option<f64>> {
 }
 
 fn type_error(key: &str, expected: &str, got: &Value) -> mlua::Error {
-    mlua::Error::runtime(format!("gatehouse: option '{key}' must be {expected}, not {}", got.type_name()))
+    mlua::Error::runtime(format!(
+        "gatehouse: option '{key}' must be {expected}, not {}",
+        got.type_name()
+    ))
 }
 
 /// Client-supplied text (a token, a room address): anything that is not a UTF-8 string is

@@ -107,7 +107,9 @@ pub fn exports(lua: &Lua) -> Result<Table> {
             let pause = Duration::from_secs_f64(seconds.clamp(0.0, 60.0));
             spawn(lua, move || {
                 std::thread::sleep(pause);
-                Box::new(move |lua: &Lua| (value.unwrap_or_else(|| "done".into()),).into_lua_multi_owned(lua))
+                Box::new(move |lua: &Lua| {
+                    (value.unwrap_or_else(|| "done".into()),).into_lua_multi_owned(lua)
+                })
             })
         })?,
     )?;

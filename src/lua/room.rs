@@ -14,21 +14,21 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 
 /// `new_policy{ enable_domain_verification, muc_mapper_domain_base, … }` with Jitsi's names.
 fn new_policy(_: &Lua, config: Table) -> Result<RoomPolicy> {
-    let mut policy = RoomPolicy::default();
-    policy.domain_verification = opt_bool(&config, "enable_domain_verification")?.unwrap_or(false);
-    policy.muc_domain_base = opt_string(&config, "muc_mapper_domain_base")?;
-    if let Some(prefix) = opt_string(&config, "muc_mapper_domain_prefix")? {
-        policy.muc_domain_prefix = prefix;
-    }
-    policy.muc_domain = opt_string(&config, "muc_mapper_domain")?;
-    policy.patterns_enabled = opt_bool(&config, "token_regex_enabled")?.unwrap_or(true);
     let defaults = Budget::default();
-    policy.pattern_budget = Budget {
-        max_pattern_len: opt_number(&config, "token_regex_room_max_length")?
-            .map_or(defaults.max_pattern_len, |n| n as usize),
-        max_quantifiers: opt_number(&config, "token_regex_max_quantifiers")?
-            .map_or(defaults.max_quantifiers, |n| n as usize),
-        ..defaults
+    let policy = RoomPolicy {
+        domain_verification: opt_bool(&config, "enable_domain_verification")?.unwrap_or(false),
+        muc_domain_base: opt_string(&config, "muc_mapper_domain_base")?,
+        muc_domain_prefix: opt_string(&config, "muc_mapper_domain_prefix")?
+            .unwrap_or_else(|| "conference".into()),
+        muc_domain: opt_string(&config, "muc_mapper_domain")?,
+        patterns_enabled: opt_bool(&config, "token_regex_enabled")?.unwrap_or(true),
+        pattern_budget: Budget {
+            max_pattern_len: opt_number(&config, "token_regex_room_max_length")?
+                .map_or(defaults.max_pattern_len, |n| n as usize),
+            max_quantifiers: opt_number(&config, "token_regex_max_quantifiers")?
+                .map_or(defaults.max_quantifiers, |n| n as usize),
+            ..defaults
+        },
     };
     Ok(policy)
 }
@@ -39,9 +39,17 @@ impl UserData for RoomPolicy {
         // `true` or `false, error_element, text`.
         methods.add_method(
             "verify",
-            |lua, this, (room_jid, room, sub, pattern): (Value, Value, Value, Value)| -> Result<MultiValue> {
+            |lua,
+             this,
+             (room_jid, room, sub, pattern): (Value, Value, Value, Value)|
+             -> Result<MultiValue> {
                 let Some(room_jid) = client_text(&room_jid) else {
-                    return (false, "room-mismatch", "Room and token mismatched (bad room address)").into_lua_multi(lua);
+                    return (
+                        false,
+                        "room-mismatch",
+                        "Room and token mismatched (bad room address)",
+                    )
+                        .into_lua_multi(lua);
                 };
                 let room = client_text(&room);
                 let sub = client_text(&sub);
@@ -50,7 +58,8 @@ impl UserData for RoomPolicy {
                     Value::String(s) => s.to_str().is_ok_and(|s| &*s == "true"),
                     _ => false,
                 };
-                let claims = RoomClaims { room: room.as_deref(), sub: sub.as_deref(), room_is_pattern };
+                let claims =
+                    RoomClaims { room: room.as_deref(), sub: sub.as_deref(), room_is_pattern };
                 match this.verify(claims, &room_jid) {
                     RoomVerdict::Allow => true.into_lua_multi(lua),
                     RoomVerdict::Deny(denial) => {

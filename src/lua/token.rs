@@ -5,7 +5,10 @@ use std::time::Duration;
 use mlua::{Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 use serde_json::{Map, Value as Json};
 
-use super::convert::{client_text, failure, json_to_lua, lua_to_json, opt_bool, opt_number, opt_string, opt_string_list};
+use super::convert::{
+    client_text, failure, json_to_lua, lua_to_json, opt_bool, opt_number, opt_string,
+    opt_string_list,
+};
 use super::jobs::{spawn, Reply};
 use crate::clock::UnixTime;
 use crate::http::Limits;
@@ -59,7 +62,12 @@ fn reply(lua: &Lua, result: std::result::Result<Claims, TokenError>) -> Result<M
 fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
     let algorithm_name = opt_string(&config, "algorithm")?.unwrap_or_else(|| "HS256".into());
     let Some(algorithm) = token::parse_algorithm(&algorithm_name) else {
-        return failure(lua, "bad-config", format!("unsupported signature_algorithm '{algorithm_name}'"), "bad-config");
+        return failure(
+            lua,
+            "bad-config",
+            format!("unsupported signature_algorithm '{algorithm_name}'"),
+            "bad-config",
+        );
     };
     let app_id = opt_string(&config, "app_id")?.unwrap_or_default();
     let mut policy = Policy::new(algorithm, &app_id);
@@ -87,7 +95,12 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
     } else if let Some(url) = opt_string(&config, "cache_keys_url")? {
         KeySourceConfig::Jwks(url)
     } else {
-        return failure(lua, "bad-config", "one of secret, public_key, asap_key_server or cache_keys_url is required", "bad-config");
+        return failure(
+            lua,
+            "bad-config",
+            "one of secret, public_key, asap_key_server or cache_keys_url is required",
+            "bad-config",
+        );
     };
     let mut cache = KeyCacheConfig::default();
     if let Some(size) = opt_number(&config, "key_cache_size")? {
@@ -100,7 +113,9 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
         cache.http = Limits { timeout: Duration::from_secs_f64(timeout.max(0.001)), ..cache.http };
     }
     match Verifier::new(policy, source, cache) {
-        Ok(verifier) => Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(verifier)?)])),
+        Ok(verifier) => {
+            Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(verifier)?)]))
+        }
         Err(error) => failure(lua, "bad-config", error, "bad-config"),
     }
 }
@@ -123,11 +138,23 @@ fn decode(lua: &Lua, token: Value) -> Result<MultiValue> {
 fn sign(lua: &Lua, (claims, key): (Value, Table)) -> Result<MultiValue> {
     let claims: Map<String, Json> = match lua_to_json(lua, claims) {
         Ok(Json::Object(map)) => map,
-        _ => return failure(lua, "bad-request", "claims must be a table of JSON values", "bad-claims"),
+        _ => {
+            return failure(
+                lua,
+                "bad-request",
+                "claims must be a table of JSON values",
+                "bad-claims",
+            )
+        }
     };
     let algorithm_name = opt_string(&key, "algorithm")?.unwrap_or_else(|| "HS256".into());
     let Some(algorithm) = token::parse_algorithm(&algorithm_name) else {
-        return failure(lua, "bad-config", format!("unsupported algorithm '{algorithm_name}'"), "bad-config");
+        return failure(
+            lua,
+            "bad-config",
+            format!("unsupported algorithm '{algorithm_name}'"),
+            "bad-config",
+        );
     };
     let kid = opt_string(&key, "kid")?;
     let signing_key = if let Some(secret) = opt_string(&key, "secret")? {

@@ -44,7 +44,8 @@ fn verify(v: &Verifier, token: &str) -> Result<Claims, TokenError> {
 }
 
 fn claims(extra: Value) -> Map<String, Value> {
-    let mut base = json!({"iss": "gatehouse-test", "aud": "jitsi", "sub": "meet.test", "room": "room1"});
+    let mut base =
+        json!({"iss": "gatehouse-test", "aud": "jitsi", "sub": "meet.test", "room": "room1"});
     for (k, v) in extra.as_object().unwrap() {
         if v.is_null() {
             base.as_object_mut().unwrap().remove(k);
@@ -103,7 +104,8 @@ fn test_tampered_payload_is_refused() {
 #[test]
 fn test_alg_none_is_refused_even_without_signature() {
     let payload = b64(r#"{"iss":"gatehouse-test","aud":"jitsi","sub":"meet.test","room":"room1"}"#);
-    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"","typ":"JWT"}"#, r#"{"typ":"JWT"}"#] {
+    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"","typ":"JWT"}"#, r#"{"typ":"JWT"}"#]
+    {
         let token = format!("{}.{payload}.", b64(header));
         let err = verify(&hs256(), &token).unwrap_err();
         assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{header}: {err}");
@@ -114,7 +116,8 @@ fn test_alg_none_is_refused_even_without_signature() {
 #[test]
 fn test_hs256_signed_with_rsa_public_key_is_refused_by_rs256_server() {
     // The classic confusion: the attacker uses the server's public key as an HMAC secret.
-    let key = SigningKey::secret(Algorithm::HS256, RSA_PUBLIC.as_bytes(), Some("rsa1".into())).unwrap();
+    let key =
+        SigningKey::secret(Algorithm::HS256, RSA_PUBLIC.as_bytes(), Some("rsa1".into())).unwrap();
     let token = sign(&claims(json!({})), &key).unwrap();
     let v = verifier(Algorithm::RS256, KeySourceConfig::PublicKeyPem(RSA_PUBLIC.into()));
     assert!(matches!(verify(&v, &token), Err(TokenError::AlgorithmMismatch { .. })));
@@ -122,7 +125,10 @@ fn test_hs256_signed_with_rsa_public_key_is_refused_by_rs256_server() {
 
 #[test]
 fn test_rs256_token_is_refused_by_hs256_server() {
-    assert!(matches!(verify(&hs256(), &vector("RS256")), Err(TokenError::AlgorithmMismatch { .. })));
+    assert!(matches!(
+        verify(&hs256(), &vector("RS256")),
+        Err(TokenError::AlgorithmMismatch { .. })
+    ));
 }
 
 #[test]
@@ -133,7 +139,9 @@ fn test_expiry_honours_leeway() {
     assert!(err.to_string().starts_with("Not acceptable by exp"), "{err}");
     let mut lenient = policy(Algorithm::HS256);
     lenient.leeway = 30;
-    let v = Verifier::new(lenient, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default()).unwrap();
+    let v =
+        Verifier::new(lenient, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default())
+            .unwrap();
     assert!(verify(&v, &token).is_ok());
     // exp equal to now is already expired, as in luajwtjitsi.
     assert!(verify(&hs256(), &hs256_token(json!({"exp": NOW.0}))).is_err());
@@ -155,32 +163,53 @@ fn test_time_claims_must_be_numbers() {
 
 #[test]
 fn test_issuer_must_be_accepted() {
-    assert_eq!(verify(&hs256(), &hs256_token(json!({"iss": "other"}))), Err(TokenError::InvalidIssuer));
-    assert_eq!(verify(&hs256(), &hs256_token(json!({"iss": null}))), Err(TokenError::MissingClaim("iss")));
+    assert_eq!(
+        verify(&hs256(), &hs256_token(json!({"iss": "other"}))),
+        Err(TokenError::InvalidIssuer)
+    );
+    assert_eq!(
+        verify(&hs256(), &hs256_token(json!({"iss": null}))),
+        Err(TokenError::MissingClaim("iss"))
+    );
     let mut any = policy(Algorithm::HS256);
     any.accepted_issuers = vec!["*".into()];
-    let v = Verifier::new(any, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default()).unwrap();
+    let v = Verifier::new(any, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default())
+        .unwrap();
     assert!(verify(&v, &hs256_token(json!({"iss": "other"}))).is_ok());
 }
 
 #[test]
 fn test_audience_may_be_a_string_or_an_array() {
     assert!(verify(&hs256(), &hs256_token(json!({"aud": ["x", "jitsi"]}))).is_ok());
-    assert_eq!(verify(&hs256(), &hs256_token(json!({"aud": ["x", "y"]}))), Err(TokenError::InvalidAudience));
-    assert_eq!(verify(&hs256(), &hs256_token(json!({"aud": "other"}))), Err(TokenError::InvalidAudience));
+    assert_eq!(
+        verify(&hs256(), &hs256_token(json!({"aud": ["x", "y"]}))),
+        Err(TokenError::InvalidAudience)
+    );
+    assert_eq!(
+        verify(&hs256(), &hs256_token(json!({"aud": "other"}))),
+        Err(TokenError::InvalidAudience)
+    );
     assert_eq!(verify(&hs256(), &hs256_token(json!({"aud": 5}))), Err(TokenError::InvalidAudience));
-    assert_eq!(verify(&hs256(), &hs256_token(json!({"aud": null}))), Err(TokenError::MissingClaim("aud")));
+    assert_eq!(
+        verify(&hs256(), &hs256_token(json!({"aud": null}))),
+        Err(TokenError::MissingClaim("aud"))
+    );
 }
 
 #[test]
 fn test_missing_room_or_sub_is_not_authorized() {
     let err = verify(&hs256(), &hs256_token(json!({"room": null}))).unwrap_err();
-    assert_eq!((err.condition(), err.to_string().as_str()), ("not-authorized", "'room' claim is missing"));
+    assert_eq!(
+        (err.condition(), err.to_string().as_str()),
+        ("not-authorized", "'room' claim is missing")
+    );
     let err = verify(&hs256(), &hs256_token(json!({"sub": null}))).unwrap_err();
     assert_eq!(err.condition(), "not-authorized");
     let mut no_room = policy(Algorithm::HS256);
     no_room.require_room_claim = false;
-    let v = Verifier::new(no_room, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default()).unwrap();
+    let v =
+        Verifier::new(no_room, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default())
+            .unwrap();
     assert!(verify(&v, &hs256_token(json!({"room": null}))).is_ok());
 }
 
