@@ -60,14 +60,9 @@ fn reply(lua: &Lua, result: std::result::Result<Claims, TokenError>) -> Result<M
 
 /// `new_verifier{ algorithm, app_id, secret | public_key | asap_key_server | cache_keys_url, … }`.
 fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
-    let algorithm_name = opt_string(&config, "algorithm")?.unwrap_or_else(|| "HS256".into());
-    let Some(algorithm) = token::parse_algorithm(&algorithm_name) else {
-        return failure(
-            lua,
-            "bad-config",
-            format!("unsupported signature_algorithm '{algorithm_name}'"),
-            "bad-config",
-        );
+    let algorithm = match algorithm_field(&config)? {
+        Ok(algorithm) => algorithm,
+        Err(text) => return failure(lua, "bad-config", text, "bad-config"),
     };
     let app_id = opt_string(&config, "app_id")?.unwrap_or_default();
     let mut policy = Policy::new(algorithm, &app_id);
@@ -147,14 +142,9 @@ fn sign(lua: &Lua, (claims, key): (Value, Table)) -> Result<MultiValue> {
             )
         }
     };
-    let algorithm_name = opt_string(&key, "algorithm")?.unwrap_or_else(|| "HS256".into());
-    let Some(algorithm) = token::parse_algorithm(&algorithm_name) else {
-        return failure(
-            lua,
-            "bad-config",
-            format!("unsupported algorithm '{algorithm_name}'"),
-            "bad-config",
-        );
+    let algorithm = match algorithm_field(&key)? {
+        Ok(algorithm) => algorithm,
+        Err(text) => return failure(lua, "bad-config", text, "bad-config"),
     };
     let kid = opt_string(&key, "kid")?;
     let signing_key = if let Some(secret) = opt_string(&key, "secret")? {
@@ -168,4 +158,10 @@ fn sign(lua: &Lua, (claims, key): (Value, Table)) -> Result<MultiValue> {
         Ok(jwt) => Ok(MultiValue::from_vec(vec![Value::String(lua.create_string(jwt)?)])),
         Err(error) => failure(lua, error.condition(), &error, error.reason()),
     }
+}
+
+/// The `algorithm` field of a config table (HS256 when absent), or why it is not usable.
+fn algorithm_field(table: &Table) -> Result<std::result::Result<token::Algorithm, String>> {
+    let name = opt_string(table, "algorithm")?.unwrap_or_else(|| "HS256".into());
+    Ok(token::parse_algorithm(&name).ok_or_else(|| format!("unsupported algorithm '{name}'")))
 }
