@@ -14,7 +14,9 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod lua_pattern;
+pub mod moderation;
 pub mod room;
+pub mod security;
 pub mod token;
 
 #[cfg(feature = "module")]

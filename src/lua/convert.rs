@@ -86,3 +86,15 @@ pub fn client_text(value: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+/// A claim value from a token (`context.room`, `context.user`, the claims table) as JSON, for
+/// the core to read. Whatever cannot be JSON (functions, cycles, bad UTF-8) reads as `null`,
+/// which every core rule treats as "claims nothing".
+pub fn claim_json(lua: &Lua, value: Value) -> serde_json::Value {
+    lua_to_json(lua, value).unwrap_or(serde_json::Value::Null)
+}
+
+/// A flag of a state table built by gatehouse's own Lua: Lua truthiness.
+pub fn flag(table: &Table, key: &str) -> Result<bool> {
+    Ok(!matches!(table.get::<Value>(key)?, Value::Nil | Value::Boolean(false)))
+}

@@ -6,7 +6,9 @@
 
 mod convert;
 mod jobs;
+mod moderation;
 mod room;
+mod security;
 mod token;
 
 use mlua::{Lua, Result, Table};
@@ -19,5 +21,7 @@ fn gatehouse(lua: &Lua) -> Result<Table> {
     exports.set("token", token::exports(lua)?)?;
     exports.set("room", room::exports(lua)?)?;
     exports.set("jobs", jobs::exports(lua)?)?;
+    exports.set("security", security::exports(lua)?)?;
+    exports.set("moderation", moderation::exports(lua)?)?;
     Ok(exports)
 }
