@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod clock;
 pub mod http;
+pub mod issuer;
 pub mod jobs;
 pub mod keys;
 pub mod lua_pattern;
@@ -27,4 +28,5 @@ fn _ensure_send_sync() {
     fn is_send_sync<T: Send + Sync>() {}
     is_send_sync::<token::Verifier>();
     is_send_sync::<jobs::JobPool<u8>>();
+    is_send_sync::<issuer::Issuer>();
 }

@@ -5,6 +5,7 @@
 //! for a caller's bug (such as a config table of the wrong shape), never for client input.
 
 mod convert;
+mod issuer;
 mod jobs;
 mod moderation;
 mod room;
@@ -23,5 +24,6 @@ fn gatehouse(lua: &Lua) -> Result<Table> {
     exports.set("jobs", jobs::exports(lua)?)?;
     exports.set("security", security::exports(lua)?)?;
     exports.set("moderation", moderation::exports(lua)?)?;
+    exports.set("issuer", issuer::exports(lua)?)?;
     Ok(exports)
 }
