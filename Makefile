@@ -34,7 +34,12 @@ LUA_BIN := $(LUA_BIN_$(LUA))
 # command:Debian package pairs the run and test targets need; installed only when missing.
 NEEDS := prosody:prosody lua5.4:lua5.4 node:nodejs npm:npm
 
-.PHONY: all build deps install run test test-rust test-lua test-e2e bench clean
+# Synapse (from PyPI) for the Matrix homeserver-mode tests, installed once into a venv outside
+# the tree; the e2e tests find it through SYNAPSE_PYTHON.
+SYNAPSE_VENV ?= $(HOME)/.cache/gatehouse/synapse-venv
+export SYNAPSE_PYTHON := $(SYNAPSE_VENV)/bin/python
+
+.PHONY: all build deps synapse install run test test-rust test-lua test-e2e bench clean
 
 all: build
 
@@ -62,10 +67,16 @@ deps:
 	@if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
 
+synapse:
+	@$(SYNAPSE_PYTHON) -c 'import synapse' 2>/dev/null || { \
+		echo "installing matrix-synapse into $(SYNAPSE_VENV)"; \
+		python3 -m venv $(SYNAPSE_VENV) && \
+		$(SYNAPSE_VENV)/bin/pip install --quiet --disable-pip-version-check matrix-synapse; }
+
 run: deps build
 	node tests/e2e/demo.js
 
-test: deps build test-rust test-lua test-e2e
+test: deps synapse build test-rust test-lua test-e2e
 
 test-rust:
 	$(CARGO) test --locked

@@ -3,7 +3,9 @@
 -- holds the small Prosody-side helpers every module needs (admin check, error replies).
 local async = require "util.async";
 local configmanager = require "core.configmanager";
+local generate_uuid = require "util.uuid".generate;
 local jid = require "util.jid";
+local sasl = require "util.sasl";
 local server = require "net.server";
 local st = require "util.stanza";
 local timer = require "util.timer";
@@ -108,6 +110,24 @@ end
 --- Jicofo's health-check rooms are never subject to access rules.
 function lib.is_healthcheck_room(room_jid)
 	return (jid.node(room_jid) or ""):match("^__jicofo%-health%-check") ~= nil;
+end
+
+--- Replaces SASL ANONYMOUS for token-based auth providers. Prosody's stock mechanism retries
+-- until the profile says yes; a token that fails must fail the login instead, with the
+-- profile's condition and text (jitsi-meet's mod_auth_token and matrix-org's module do the
+-- same). util.sasl's registry is process-wide, so every gatehouse auth module registers this
+-- one function, and registering it twice changes nothing.
+local function anonymous(self)
+	local username = generate_uuid();
+	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
+	if ok == true then
+		self.username = self.username or username; -- profiles other than ours may not set it
+		return "success";
+	end
+	return "failure", condition or "not-authorized", text;
+end
+function lib.register_anonymous_mechanism()
+	sasl.registerMechanism("ANONYMOUS", { "anonymous" }, anonymous);
 end
 
 --- An error reply with an optional application-specific child, as Jitsi's modules send.

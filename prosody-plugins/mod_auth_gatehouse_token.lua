@@ -2,9 +2,7 @@
 -- A drop-in for jitsi-meet's mod_auth_token: same options, session fields and events, with the
 -- token verified natively (constant-time HMAC, ES/PS/EdDSA, JWKS) and keys fetched off-thread.
 local formdecode = require "util.http".formdecode;
-local generate_uuid = require "util.uuid".generate;
 local new_sasl = require "util.sasl".new;
-local sasl = require "util.sasl";
 
 local gatehouse = module:require "gatehouse";
 local token_api = gatehouse.native.token;
@@ -150,14 +148,5 @@ function provider.get_sasl_handler(session)
 end
 module:provides("auth", provider);
 
--- Prosody's stock ANONYMOUS mechanism retries until the profile says yes; a token that fails
--- must fail the login instead, with its condition and text. mod_auth_token does the same.
-sasl.registerMechanism("ANONYMOUS", { "anonymous" }, function (self)
-	local username = generate_uuid();
-	local ok, condition, text = self.profile.anonymous(self, username, self.realm);
-	if ok == true then
-		self.username = self.username or username; -- profiles other than ours may not set it
-		return "success";
-	end
-	return "failure", condition or "not-authorized", text;
-end);
+-- A failing token must fail the login with its condition and text (see gatehouse.lib.lua).
+gatehouse.register_anonymous_mechanism();

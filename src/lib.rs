@@ -15,6 +15,7 @@ pub mod issuer;
 pub mod jobs;
 pub mod keys;
 pub mod lua_pattern;
+pub mod matrix;
 pub mod moderation;
 pub mod room;
 pub mod security;
@@ -28,5 +29,6 @@ fn _ensure_send_sync() {
     fn is_send_sync<T: Send + Sync>() {}
     is_send_sync::<token::Verifier>();
     is_send_sync::<jobs::JobPool<u8>>();
+    is_send_sync::<matrix::Verifier>();
     is_send_sync::<issuer::Issuer>();
 }

@@ -159,6 +159,10 @@ pub struct Policy {
     pub leeway: u64,
     /// Longest token accepted, in bytes. Defaults to 16 KiB.
     pub max_token_bytes: usize,
+    /// Whether `iss`, `aud` and `sub` must be present, as Jitsi requires. Defaults to true.
+    /// Matrix widget tokens are checked like `luajwtjitsi.verify` without issuers or
+    /// audiences: signature and times only, and any claim present must still be accepted.
+    pub require_jitsi_claims: bool,
 }
 
 impl Policy {
@@ -171,6 +175,7 @@ impl Policy {
             require_room_claim: true,
             leeway: 0,
             max_token_bytes: 16 * 1024,
+            require_jitsi_claims: true,
         }
     }
 }
@@ -440,14 +445,19 @@ fn check_claims(claims: &Claims, policy: &Policy, now: UnixTime) -> Result<(), T
             return Err(TokenError::NotYetValid { nbf, now: now.0 });
         }
     }
-    let iss = claims.str("iss").ok_or(TokenError::MissingClaim("iss"))?;
-    if !accepts(&policy.accepted_issuers, iss) {
-        return Err(TokenError::InvalidIssuer);
+    match claims.str("iss") {
+        Some(iss) if !accepts(&policy.accepted_issuers, iss) => {
+            return Err(TokenError::InvalidIssuer)
+        }
+        Some(_) => {}
+        None if policy.require_jitsi_claims => return Err(TokenError::MissingClaim("iss")),
+        None => {}
     }
     if policy.require_room_claim && !claims.0.contains_key("room") {
         return Err(TokenError::MissingClaim("room"));
     }
     match claims.0.get("aud") {
+        None if !policy.require_jitsi_claims => {}
         None => return Err(TokenError::MissingClaim("aud")),
         Some(Value::String(aud)) if accepts(&policy.accepted_audiences, aud) => {}
         // RFC 7519 allows an array: any listed audience we accept will do.
@@ -458,7 +468,7 @@ fn check_claims(claims: &Claims, policy: &Policy, now: UnixTime) -> Result<(), T
                 .any(|a| accepts(&policy.accepted_audiences, a)) => {}
         Some(_) => return Err(TokenError::InvalidAudience),
     }
-    if !claims.0.contains_key("sub") {
+    if policy.require_jitsi_claims && !claims.0.contains_key("sub") {
         return Err(TokenError::MissingClaim("sub"));
     }
     Ok(())

@@ -7,6 +7,7 @@
 mod convert;
 mod issuer;
 mod jobs;
+mod matrix;
 mod moderation;
 mod room;
 mod security;
@@ -24,6 +25,7 @@ fn gatehouse(lua: &Lua) -> Result<Table> {
     exports.set("jobs", jobs::exports(lua)?)?;
     exports.set("security", security::exports(lua)?)?;
     exports.set("moderation", moderation::exports(lua)?)?;
+    exports.set("matrix", matrix::exports(lua)?)?;
     exports.set("issuer", issuer::exports(lua)?)?;
     Ok(exports)
 }

@@ -291,3 +291,24 @@ fn test_algorithm_names_round_trip() {
     assert_eq!(parse_algorithm("none"), None);
     assert_eq!(parse_algorithm("hs256"), None);
 }
+
+#[test]
+fn test_without_jitsi_claims_required_absent_claims_pass_but_present_ones_are_checked() {
+    let mut relaxed = policy(Algorithm::HS256);
+    relaxed.require_jitsi_claims = false;
+    relaxed.require_room_claim = false;
+    let v =
+        Verifier::new(relaxed, KeySourceConfig::Secret(SECRET.to_vec()), KeyCacheConfig::default())
+            .unwrap();
+    let bare = hs256_token(json!({"iss": null, "aud": null, "sub": null, "room": null}));
+    assert!(verify(&v, &bare).is_ok(), "iss, aud, sub and room may all be absent");
+    let wrong_iss = hs256_token(json!({"iss": "someone-else"}));
+    assert_eq!(verify(&v, &wrong_iss).unwrap_err(), TokenError::InvalidIssuer);
+    let wrong_aud = hs256_token(json!({"aud": "elsewhere"}));
+    assert_eq!(verify(&v, &wrong_aud).unwrap_err(), TokenError::InvalidAudience);
+    assert_eq!(
+        verify(&hs256(), &bare).unwrap_err(),
+        TokenError::MissingClaim("iss"),
+        "Jitsi's default requires them"
+    );
+}

@@ -1,0 +1,115 @@
+//! `gatehouse.matrix`: Matrix user verification (UVS) from Lua.
+
+use std::time::{Duration, Instant};
+
+use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
+use serde_json::Value as Json;
+
+use super::convert::{client_text, failure, json_to_lua, opt_bool, opt_number, opt_string};
+use super::jobs::{spawn, Reply};
+use crate::clock::UnixTime;
+use crate::matrix::{self, Admission, Check, Config, MatrixError, Verifier};
+
+pub fn exports(lua: &Lua) -> Result<Table> {
+    let t = lua.create_table()?;
+    t.set("new_verifier", lua.create_function(new_verifier)?)?;
+    // `room_id(name)` → the Matrix room ID a Jitsi room name encodes, or nil.
+    t.set(
+        "room_id",
+        lua.create_function(|_, name: Value| {
+            Ok(client_text(&name).and_then(|n| matrix::room_id_from_name(&n)))
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// `new_verifier{ uvs_base_url, uvs_auth_token | homeserver_url, homeserver_admin_token,
+/// sync_power_levels, app_id, check_issuer, timeout, max_reply_size, cache_ttl, cache_size }`
+/// (seconds and bytes).
+fn new_verifier(lua: &Lua, options: Table) -> Result<MultiValue> {
+    let uvs = opt_string(&options, "uvs_base_url")?;
+    let homeserver = opt_string(&options, "homeserver_url")?;
+    let mut config = match (uvs, homeserver) {
+        (Some(url), None) => {
+            let token = opt_string(&options, "uvs_auth_token")?.filter(|t| !t.is_empty());
+            Config::uvs(&url, token)
+        }
+        (None, Some(url)) => {
+            let token = opt_string(&options, "homeserver_admin_token")?.unwrap_or_default();
+            Config::homeserver(&url, token)
+        }
+        (Some(_), Some(_)) => {
+            let text = "set either uvs_base_url or the homeserver URL, not both";
+            return failure(lua, "bad-config", text, "bad-config");
+        }
+        (None, None) => {
+            return failure(lua, "bad-config", "uvs_base_url is required", "bad-config");
+        }
+    };
+    config.sync_power_levels = opt_bool(&options, "sync_power_levels")?.unwrap_or(false);
+    config.app_id = opt_string(&options, "app_id")?;
+    config.check_issuer = opt_bool(&options, "check_issuer")?.unwrap_or(false);
+    if let Some(seconds) = opt_number(&options, "timeout")? {
+        // A zero timeout would mean "no deadline" to some clients; never let it.
+        config.limits.timeout = Duration::from_secs_f64(seconds.clamp(0.001, 3600.0));
+    }
+    if let Some(bytes) = opt_number(&options, "max_reply_size")? {
+        config.limits.max_body = bytes as u64;
+    }
+    if let Some(seconds) = opt_number(&options, "cache_ttl")? {
+        config.cache_ttl = Duration::from_secs_f64(seconds.min(86_400.0));
+    }
+    if let Some(size) = opt_number(&options, "cache_size")? {
+        config.cache_size = size as usize;
+    }
+    match Verifier::new(config) {
+        Ok(verifier) => {
+            Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(verifier)?)]))
+        }
+        Err(error) => failure(lua, "bad-config", &error, "bad-config"),
+    }
+}
+
+impl UserData for Verifier {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // `verifier:verify(token, room_name)` → an admission table
+        // `{ room_id, user_id, is_owner, cached, claims }`; or `nil, condition, text, reason,
+        // detail`; or a Job when UVS must be asked (the answer comes from `job:result()`).
+        methods.add_method("verify", |lua, this, (token, room): (Value, Value)| {
+            let token = match token {
+                Value::Nil => None,
+                // Not text at all: as undecodable as a garbage string.
+                other => Some(client_text(&other).unwrap_or_default()),
+            };
+            let room = client_text(&room);
+            match this.check(token.as_deref(), room.as_deref(), UnixTime::now(), Instant::now()) {
+                Check::Done(result) => reply(lua, result),
+                Check::Ask(call) => {
+                    let verifier = this.clone();
+                    spawn(lua, move || {
+                        let result = verifier.ask(call);
+                        Box::new(move |lua: &Lua| reply(lua, result)) as Reply
+                    })
+                }
+            }
+        });
+    }
+}
+
+fn reply(lua: &Lua, result: std::result::Result<Admission, MatrixError>) -> Result<MultiValue> {
+    match result {
+        Ok(admission) => {
+            let t = lua.create_table()?;
+            t.set("room_id", admission.room_id)?;
+            t.set("user_id", admission.user_id)?;
+            t.set("is_owner", admission.is_owner)?;
+            t.set("cached", admission.cached)?;
+            t.set("claims", json_to_lua(lua, &Json::Object(admission.claims.0))?)?;
+            Ok(MultiValue::from_vec(vec![Value::Table(t)]))
+        }
+        Err(error) => {
+            (Value::Nil, error.condition(), error.text(), error.reason(), error.to_string())
+                .into_lua_multi(lua)
+        }
+    }
+}

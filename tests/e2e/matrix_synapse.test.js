@@ -1,0 +1,130 @@
+// The direct homeserver mode of mod_auth_matrix_user_verification (no UVS) against a REAL
+// Synapse homeserver (lib/synapse.js; from PyPI, skipped when it is not installed), with
+// mod_matrix_power_sync on the MUC: real OpenID tokens, real rooms, real power levels.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence } from './lib/client.js';
+import { findSynapse, startSynapse } from './lib/synapse.js';
+import { roomName } from './lib/uvs.js';
+import * as jwt from './lib/jwt.js';
+
+const found = findSynapse();
+
+describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`, { skip: found.missing }, () => {
+  let synapse;
+  let prosody;
+  let admin;
+  const people = {};
+  const rooms = {};
+  const clients = [];
+  const openidTokens = [];
+
+  /** A fresh OpenID token of `who`, as Element asks its homeserver for one. */
+  async function openid(who) {
+    const { user_id: userId, access_token: token } = people[who];
+    const reply = await synapse.client(token)('POST', `/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {});
+    openidTokens.push(reply.access_token);
+    return reply.access_token;
+  }
+
+  async function widgetLogin(who, roomId, { token } = {}) {
+    const claims = {
+      iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
+      context: { user: { name: who }, matrix: { token: token ?? await openid(who), room_id: roomId, server_name: 'matrix.test' } },
+    };
+    const session = await connect({ httpPort: prosody.httpPort, token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) });
+    clients.push(session.xmpp);
+    return session;
+  }
+
+  async function syncedAffiliation(xmpp, roomId, nick) {
+    const roomJid = `${roomName(roomId)}@${MUC_DOMAIN}`;
+    const synced = waitForStanza(xmpp, (s) => s.name === 'presence' && s.attrs.from === `${roomJid}/${nick}` &&
+      !['none', undefined].includes(parseMucPresence(s).affiliation), 5000, `synced affiliation in ${roomJid}`);
+    await joinRoom(xmpp, roomJid, nick);
+    return parseMucPresence(await synced).affiliation;
+  }
+
+  before(async () => {
+    synapse = await startSynapse({ python: found.python });
+    admin = await synapse.register('admin', { admin: true });
+    for (const name of ['alice', 'bob', 'carol']) people[name] = await synapse.register(name);
+    const alice = synapse.client(people.alice.access_token);
+    const bob = synapse.client(people.bob.access_token);
+    // Version 10 lists the creator in `users` (100); version 12 leaves creators out of it
+    // (REFERENCE §6), which UVS reads as power 0.
+    for (const version of ['10', '12']) {
+      const { room_id: roomId } = await alice('POST', '/_matrix/client/v3/createRoom',
+        { room_version: version, preset: 'private_chat', invite: [people.bob.user_id] });
+      await bob('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+      rooms[version] = roomId;
+    }
+    prosody = await startProsody({
+      name: 'matrix-synapse',
+      mainHost: {
+        authentication: 'matrix_user_verification',
+        matrix_user_verification_homeserver_url: synapse.url,
+        matrix_user_verification_homeserver_admin_token: admin.access_token,
+        uvs_sync_power_levels: true,
+      },
+      muc: { modules_enabled: ['matrix_power_sync'] },
+    });
+    const focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
+    clients.push(focus);
+    for (const roomId of Object.values(rooms)) await createRoomAsFocus(focus, `${roomName(roomId)}@${MUC_DOMAIN}`);
+  });
+  after(async () => {
+    await Promise.all(clients.map(disconnect));
+    await prosody?.stop();
+    await synapse?.stop();
+  });
+
+  it('the room creator (power 100) is owner, a joined member (power 0) is member', async () => {
+    const alice = await widgetLogin('alice', rooms['10']);
+    assert.equal(await syncedAffiliation(alice.xmpp, rooms['10'], 'alice'), 'owner');
+    const bob = await widgetLogin('bob', rooms['10']);
+    assert.equal(await syncedAffiliation(bob.xmpp, rooms['10'], 'bob'), 'member');
+  });
+
+  it('in a version 12 room the creator is owner though absent from power_levels.users', async () => {
+    const alice = await widgetLogin('alice', rooms['12']);
+    assert.equal(await syncedAffiliation(alice.xmpp, rooms['12'], 'alice-12'), 'owner');
+    const bob = await widgetLogin('bob', rooms['12']);
+    assert.equal(await syncedAffiliation(bob.xmpp, rooms['12'], 'bob-12'), 'member');
+  });
+
+  it('a user who is not in the room is refused with the upstream error', async () => {
+    const err = await widgetLogin('carol', rooms['10']).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'access-denied');
+    assert.equal(err.text, 'Token invalid or not in room');
+  });
+
+  it('an OpenID token the homeserver does not know is refused', async () => {
+    const err = await widgetLogin('bob', rooms['10'], { token: 'not-an-openid-token' }).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'access-denied');
+    assert.equal(err.text, 'Token invalid or not in room');
+    assert.match(prosody.readLog(), /REQUEST_COMPLETE reason:invalid_token/);
+  });
+
+  it('a user who left the room is refused on the next login', async () => {
+    const token = await openid('bob');
+    const { room_id: roomId } = await synapse.client(people.alice.access_token)('POST', '/_matrix/client/v3/createRoom',
+      { room_version: '11', preset: 'public_chat' });
+    const bob = synapse.client(people.bob.access_token);
+    await bob('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    await widgetLogin('bob', roomId, { token });
+    await bob('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {});
+    // Another OpenID token, so the positive-answer cache of the first login does not apply.
+    const err = await widgetLogin('bob', roomId).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'access-denied');
+  });
+
+  it('writes neither OpenID tokens nor the admin token to the log', async () => {
+    const log = prosody.readLog();
+    assert.ok(!log.includes(admin.access_token), 'admin token in the log');
+    for (const token of openidTokens) assert.ok(!log.includes(token), 'OpenID token in the log');
+    assert.match(log, /Verifying with the homeserver at http:\/\/127\.0\.0\.1:\d+ directly/);
+  });
+});
