@@ -6,6 +6,7 @@ local configmanager = require "core.configmanager";
 local generate_uuid = require "util.uuid".generate;
 local jid = require "util.jid";
 local sasl = require "util.sasl";
+local new_sasl = require "util.sasl".new;
 local server = require "net.server";
 local st = require "util.stanza";
 local timer = require "util.timer";
@@ -126,8 +127,45 @@ local function anonymous(self)
 	end
 	return "failure", condition or "not-authorized", text;
 end
-function lib.register_anonymous_mechanism()
+local function register_anonymous_mechanism()
 	sasl.registerMechanism("ANONYMOUS", { "anonymous" }, anonymous);
+end
+
+--- Provides this host's auth: SASL ANONYMOUS only, decided by `authenticate(sasl, session,
+-- username)` (true, or false, condition, text); every password method refuses.
+function lib.provide_anonymous_auth(authenticate)
+	local provider = {};
+	function provider.test_password() return nil, "Password based auth not supported"; end
+	function provider.get_password() return nil; end
+	function provider.set_password() return nil, "Set password not supported"; end
+	function provider.user_exists() return nil; end
+	function provider.create_user() return nil; end
+	function provider.delete_user() return nil; end
+	function provider.users() return function() return nil; end; end
+	function provider.get_sasl_handler(session)
+		return new_sasl(module.host, {
+			anonymous = function (self, username) return authenticate(self, session, username); end;
+		});
+	end
+	module:provides("auth", provider);
+	register_anonymous_mechanism();
+end
+
+--- The anonymous username, as Jitsi's token modules choose it: what a `pre-jitsi-authentication`
+-- handler returns, else the username of the session a `previd` resumes (mod_smacks), else `fresh`.
+function lib.choose_username(session, fresh)
+	local custom_username = prosody.events.fire_event("pre-jitsi-authentication", session);
+	if custom_username then
+		return custom_username;
+	end
+	if session.previd ~= nil then
+		for _, other in pairs(prosody.full_sessions) do
+			if other.resumption_token == session.previd then
+				return other.username;
+			end
+		end
+	end
+	return fresh;
 end
 
 --- An error reply with an optional application-specific child, as Jitsi's modules send.

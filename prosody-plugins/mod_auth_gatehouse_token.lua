@@ -2,7 +2,6 @@
 -- A drop-in for jitsi-meet's mod_auth_token: same options, session fields and events, with the
 -- token verified natively (constant-time HMAC, ES/PS/EdDSA, JWKS) and keys fetched off-thread.
 local formdecode = require "util.http".formdecode;
-local new_sasl = require "util.sasl".new;
 
 local gatehouse = module:require "gatehouse";
 local token_api = gatehouse.native.token;
@@ -113,19 +112,7 @@ local function authenticate(self, session, username)
 	if prosody.events.fire_event("jitsi-access-ban-check", session) == false then
 		return false, "not-allowed", "user is banned";
 	end
-	local custom_username = prosody.events.fire_event("pre-jitsi-authentication", session);
-	if custom_username then
-		self.username = custom_username;
-	elseif session.previd ~= nil then
-		-- Stream resumption: reuse the anonymous username of the session being resumed.
-		for _, other in pairs(prosody.full_sessions) do
-			if other.resumption_token == session.previd then
-				self.username = other.username;
-				break;
-			end
-		end
-	end
-	self.username = self.username or username;
+	self.username = gatehouse.choose_username(session, username);
 	local post = prosody.events.fire_event("post-jitsi-authentication", session);
 	if post ~= nil and post.res == false then
 		return false, post.error, post.reason;
@@ -133,20 +120,4 @@ local function authenticate(self, session, username)
 	return true;
 end
 
-local provider = {};
-function provider.test_password() return nil, "Password based auth not supported"; end
-function provider.get_password() return nil; end
-function provider.set_password() return nil, "Set password not supported"; end
-function provider.user_exists() return nil; end
-function provider.create_user() return nil; end
-function provider.delete_user() return nil; end
-function provider.users() return function() return nil; end; end
-function provider.get_sasl_handler(session)
-	return new_sasl(module.host, {
-		anonymous = function (self, username) return authenticate(self, session, username); end;
-	});
-end
-module:provides("auth", provider);
-
--- A failing token must fail the login with its condition and text (see gatehouse.lib.lua).
-gatehouse.register_anonymous_mechanism();
+gatehouse.provide_anonymous_auth(authenticate);

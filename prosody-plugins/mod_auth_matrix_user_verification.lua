@@ -4,7 +4,6 @@
 -- the user verification service (UVS), or straight to the homeserver, are handled natively;
 -- the call runs off Prosody's thread.
 local formdecode = require "util.http".formdecode;
-local new_sasl = require "util.sasl".new;
 
 local gatehouse = module:require "gatehouse";
 
@@ -103,35 +102,8 @@ local function authenticate(self, session, username)
 		session.auth_token = nil;
 		return false, condition, text;
 	end
-	local custom_username = prosody.events.fire_event("pre-jitsi-authentication", session);
-	if custom_username then
-		self.username = custom_username;
-	elseif session.previd ~= nil then
-		for _, other in pairs(prosody.full_sessions) do
-			if other.resumption_token == session.previd then
-				self.username = other.username;
-				break;
-			end
-		end
-	end
-	self.username = self.username or username;
+	self.username = gatehouse.choose_username(session, username);
 	return true;
 end
 
-local provider = {};
-function provider.test_password() return nil, "Password based auth not supported"; end
-function provider.get_password() return nil; end
-function provider.set_password() return nil, "Set password not supported"; end
-function provider.user_exists() return nil; end
-function provider.create_user() return nil; end
-function provider.delete_user() return nil; end
-function provider.users() return function() return nil; end; end
-function provider.get_sasl_handler(session)
-	return new_sasl(module.host, {
-		anonymous = function (self, username) return authenticate(self, session, username); end;
-	});
-end
-module:provides("auth", provider);
-
--- A refused login must fail with its condition and text (see gatehouse.lib.lua).
-gatehouse.register_anonymous_mechanism();
+gatehouse.provide_anonymous_auth(authenticate);
