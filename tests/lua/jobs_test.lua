@@ -4,21 +4,11 @@ return function(t)
 	local gatehouse = require "gatehouse";
 	local jobs = gatehouse.jobs;
 
-	local function wait_ready(id, seconds)
-		local deadline = os.time() + seconds;
-		while os.time() <= deadline do
-			for _, ready in ipairs(jobs.ready()) do
-				if ready == id then return true; end
-			end
-		end
-		return false;
-	end
-
 	t.test("a job runs off-thread and its result is taken once", function()
 		local job = jobs.sleep(0.05, "hello");
 		t.truthy(jobs.is_job(job), "is a job");
 		t.eq(select(2, job:result()), "pending", "pending before it ends");
-		t.truthy(wait_ready(job:id(), 5), "became ready");
+		t.truthy(t.wait_ready(job:id(), 5), "became ready");
 		t.eq(job:result(), "hello", "result");
 		t.eq(select(2, job:result()), "internal-server-error", "second take");
 	end);
@@ -33,7 +23,7 @@ return function(t)
 			asap_key_server = "http://127.0.0.1:1/keys", http_timeout = 2 }));
 		local job = v:verify(t.fixture_token("RS256"));
 		t.truthy(jobs.is_job(job), "a key fetch is a job");
-		t.truthy(wait_ready(job:id(), 5), "fetch finished");
+		t.truthy(t.wait_ready(job:id(), 5), "fetch finished");
 		local claims, condition, text = job:result();
 		t.eq(claims, nil, "claims");
 		t.eq(condition, "not-allowed", "condition");

@@ -12,16 +12,6 @@ return function(t)
 			room = "*", context = context }, { algorithm = "HS256", secret = "notused" }));
 	end
 
-	local function wait_ready(id, seconds)
-		local deadline = os.time() + seconds;
-		while os.time() <= deadline do
-			for _, ready in ipairs(jobs.ready()) do
-				if ready == id then return true; end
-			end
-		end
-		return false;
-	end
-
 	t.test("matrix: room names decode in any case, padded or not", function()
 		t.eq(matrix.room_id(ROOM_NAME), ROOM_ID, "lower case");
 		t.eq(matrix.room_id(ROOM_NAME:upper().."="), ROOM_ID, "upper case, padded");
@@ -69,7 +59,7 @@ return function(t)
 		local v = assert(matrix.new_verifier({ uvs_base_url = "http://127.0.0.1:1", timeout = 2 }));
 		local job = v:verify(widget_token({ matrix = { token = "o", room_id = ROOM_ID } }), ROOM_NAME);
 		t.truthy(jobs.is_job(job), "a UVS call is a job");
-		t.truthy(wait_ready(job:id(), 5), "finished");
+		t.truthy(t.wait_ready(job:id(), 5), "finished");
 		local ok, condition, text, reason = job:result();
 		t.eq(ok, nil, "refused");
 		t.eq(condition, "temporary-auth-failure", "condition");

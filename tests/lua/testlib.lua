@@ -38,6 +38,19 @@ function t.fixture_token(name)
 	return assert(json:match('"'..name..'": "([^"]+)"'), "no fixture "..name);
 end
 
+-- Waits (bounded) until the job pool announces job `id`. Inside Prosody the pool's descriptor
+-- wakes the event loop; a plain interpreter has no event loop, so poll.
+function t.wait_ready(id, seconds)
+	local jobs = require "gatehouse".jobs;
+	local deadline = os.time() + seconds;
+	while os.time() <= deadline do
+		for _, ready in ipairs(jobs.ready()) do
+			if ready == id then return true; end
+		end
+	end
+	return false;
+end
+
 function t.report()
 	print(("lua: %d passed, %d failed"):format(t.passed, t.failed));
 	return t.failed == 0;
