@@ -1,5 +1,7 @@
 //! Conversions shared by the bindings: config tables in, JSON and error triples out.
 
+use std::time::Duration;
+
 use mlua::{IntoLuaMulti, Lua, LuaSerdeExt, MultiValue, Result, Table, Value};
 
 /// How JSON becomes Lua: `null` becomes `nil` (not mlua's sentinel, which upstream modules
@@ -69,6 +71,21 @@ pub fn opt_number(table: &Table, key: &str) -> Result<Option<f64>> {
         Value::Number(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
         other => Err(type_error(key, "a non-negative number", &other)),
     }
+}
+
+/// A duration option given in seconds, if set. See [`seconds`].
+pub fn opt_seconds(table: &Table, key: &str) -> Result<Option<Duration>> {
+    Ok(opt_number(table, key)?.map(seconds))
+}
+
+/// Seconds from Lua as a `Duration`: NaN and negatives are zero, and anything past ten years is
+/// ten years, so that neither the conversion nor later arithmetic on it can overflow.
+pub fn seconds(n: f64) -> Duration {
+    const TEN_YEARS: f64 = 10.0 * 365.0 * 86_400.0;
+    if n.is_nan() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(n.clamp(0.0, TEN_YEARS))
 }
 
 fn type_error(key: &str, expected: &str, got: &Value) -> mlua::Error {

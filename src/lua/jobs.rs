@@ -5,8 +5,6 @@
 //! event loop calls back, `jobs.ready()` names the finished jobs and `job:result()` converts
 //! the result to Lua values on Prosody's own thread.
 
-use std::time::Duration;
-
 use mlua::{Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 use once_cell::sync::Lazy;
 
@@ -104,7 +102,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     jobs.set(
         "sleep",
         lua.create_function(|lua, (seconds, value): (f64, Option<String>)| {
-            let pause = Duration::from_secs_f64(seconds.clamp(0.0, 60.0));
+            let pause = super::convert::seconds(seconds.min(60.0));
             spawn(lua, move || {
                 std::thread::sleep(pause);
                 Box::new(move |lua: &Lua| {

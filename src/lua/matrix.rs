@@ -1,11 +1,11 @@
 //! `gatehouse.matrix`: Matrix user verification (UVS) from Lua.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 use serde_json::Value as Json;
 
-use super::convert::{client_text, failure, json_to_lua, opt_bool, opt_number, opt_string};
+use super::convert::{self, client_text, failure, json_to_lua, opt_bool, opt_number, opt_string};
 use super::jobs::{spawn, Reply};
 use crate::clock::UnixTime;
 use crate::matrix::{self, Admission, Check, Config, MatrixError, Verifier};
@@ -51,13 +51,13 @@ fn new_verifier(lua: &Lua, options: Table) -> Result<MultiValue> {
     config.check_issuer = opt_bool(&options, "check_issuer")?.unwrap_or(false);
     if let Some(seconds) = opt_number(&options, "timeout")? {
         // A zero timeout would mean "no deadline" to some clients; never let it.
-        config.limits.timeout = Duration::from_secs_f64(seconds.clamp(0.001, 3600.0));
+        config.limits.timeout = convert::seconds(seconds.clamp(0.001, 3600.0));
     }
     if let Some(bytes) = opt_number(&options, "max_reply_size")? {
         config.limits.max_body = bytes as u64;
     }
     if let Some(seconds) = opt_number(&options, "cache_ttl")? {
-        config.cache_ttl = Duration::from_secs_f64(seconds.min(86_400.0));
+        config.cache_ttl = convert::seconds(seconds.min(86_400.0));
     }
     if let Some(size) = opt_number(&options, "cache_size")? {
         config.cache_size = size as usize;

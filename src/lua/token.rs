@@ -1,13 +1,11 @@
 //! `gatehouse.token`: verify, decode and sign Jitsi tokens from Lua.
 
-use std::time::Duration;
-
 use mlua::{Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 use serde_json::{Map, Value as Json};
 
 use super::convert::{
-    client_text, failure, json_to_lua, lua_to_json, opt_bool, opt_number, opt_string,
-    opt_string_list,
+    client_text, failure, json_to_lua, lua_to_json, opt_bool, opt_number, opt_seconds, opt_string,
+    opt_string_list, seconds,
 };
 use super::jobs::{spawn, Reply};
 use crate::clock::UnixTime;
@@ -101,11 +99,11 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
     if let Some(size) = opt_number(&config, "key_cache_size")? {
         cache.capacity = size as usize;
     }
-    if let Some(ttl) = opt_number(&config, "key_cache_ttl")? {
-        cache.asap_ttl = Duration::from_secs_f64(ttl);
+    if let Some(ttl) = opt_seconds(&config, "key_cache_ttl")? {
+        cache.asap_ttl = ttl;
     }
     if let Some(timeout) = opt_number(&config, "http_timeout")? {
-        cache.http = Limits { timeout: Duration::from_secs_f64(timeout.max(0.001)), ..cache.http };
+        cache.http = Limits { timeout: seconds(timeout.max(0.001)), ..cache.http };
     }
     match Verifier::new(policy, source, cache) {
         Ok(verifier) => {
