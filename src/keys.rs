@@ -256,7 +256,9 @@ impl KeyFetch {
                 if !reply.is_success() {
                     return Err(KeyError::Fetch(format!("http status: {}", reply.status)));
                 }
-                let key = parse_pem(algorithm, &reply.body)?;
+                // A bad key from the server is the server's fault, not this host's config.
+                let key = parse_pem(algorithm, &reply.body)
+                    .map_err(|e| KeyError::Fetch(e.to_string()))?;
                 lock(&cache).insert(kid, Arc::new(key), cfg.asap_ttl, Instant::now());
                 Ok(())
             }
