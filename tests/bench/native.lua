@@ -59,6 +59,18 @@ row("room verify (pattern claim)", function()
 	policy:verify("team42@conference.meet.test", "^team%d+$", "meet.test", true);
 end);
 
+row("token decode (no verification)", function() gatehouse.token.decode(hs_token); end);
+local matrix_name = "efyxozlsor4wc43emztwqotnmf2he2lyfzxxezy";
+row("matrix room name (base32 decode)", function() gatehouse.matrix.room_id(matrix_name); end);
+local issuer = assert(gatehouse.issuer.new({ app_id = "bench", secret = "bench-secret", domain = "meet.test" }));
+local conn = issuer:new_connection();
+local request = '{"cmd":"jwt_token","displayName":"Ana","channel":"r1","moderator":false,"validFor":60}\n';
+row("issuer request to signed reply", function() conn:feed(request); end);
+local context_room, state = { lobby = true, password = "pw" }, { lobby_on = false, members_only = false, password_set = false };
+row("security on demand plan", function() gatehouse.security.plan(context_room, state); end);
+local moderator_claims = { moderator = true, context = { user = { name = "n" } } };
+row("token moderation affiliation", function() gatehouse.moderation.affiliation(moderator_claims, false, true); end);
+
 print(("native calls from %s, %gs each:"):format(_VERSION, seconds));
 print("| call                               |    calls/s   |  µs/call  |");
 print("|------------------------------------|--------------|-----------|");
