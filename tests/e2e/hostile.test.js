@@ -185,3 +185,66 @@ describe('broken key servers (stand-ins): every waiting login fails cleanly, not
     assert.ok(after.rssKb - settled.rssKb < 8 * 1024, `RSS grew ${after.rssKb - settled.rssKb} kB in round 2`);
   });
 });
+
+describe('a broken UVS (stand-in): every waiting Matrix login fails cleanly, nothing stalls', () => {
+  const ROOM_ID = '!hostile:matrix.test';
+  const kinds = {
+    hang: { hang: true }, reset: { destroy: true }, status500: { status: 500, body: 'oops', contentType: 'text/plain' },
+    huge: { body: 'x'.repeat(600 * 1024), contentType: 'text/plain' }, redirect: { status: 302, body: '' },
+  };
+  // A reply UVS sent (even a 500) is "not verified"; no usable reply at all is "unavailable".
+  const expected = {
+    hang: 'temporary-auth-failure', reset: 'temporary-auth-failure', huge: 'temporary-auth-failure',
+    redirect: 'temporary-auth-failure', status500: 'access-denied',
+  };
+  const users = { 'openid-good': '@good:matrix.test' };
+  const misbehave = {};
+  for (const kind of Object.keys(kinds)) {
+    for (let i = 0; i < 4; i++) {
+      users[`openid-${kind}-${i}`] = `@${kind}${i}:matrix.test`;
+      misbehave[`openid-${kind}-${i}`] = kinds[kind];
+    }
+  }
+  const widget = (openid) => jwt.sign({ iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
+    context: { user: { name: openid }, matrix: { token: openid, room_id: ROOM_ID, server_name: 'matrix.test' } } },
+  { alg: 'HS256', key: 'notused' });
+  let uvs;
+  let prosody;
+  let bystander;
+
+  before(async () => {
+    const { startUvsStandIn, roomName } = await import('./lib/uvs.js');
+    uvs = await startUvsStandIn({ users, rooms: { [ROOM_ID]: { members: Object.values(users), powerLevels: null } }, misbehave });
+    prosody = await startProsody({
+      name: 'broken-uvs',
+      mainHost: { authentication: 'matrix_user_verification', uvs_base_url: uvs.url, matrix_user_verification_timeout: 2 },
+    });
+    prosody.room = roomName(ROOM_ID);
+    bystander = (await connect({ httpPort: prosody.httpPort, token: widget('openid-good'), room: prosody.room })).xmpp;
+  });
+  after(async () => {
+    await disconnect(bystander);
+    await prosody?.stop();
+    await uvs?.close();
+  });
+
+  it('20 logins waiting on a UVS that hangs, resets, fails or redirects: clean failures, fast pings', async () => {
+    const before = procStat(prosody.pid);
+    const pings = keepPinging(bystander, 20);
+    const started = performance.now();
+    const results = await Promise.all(Object.keys(kinds).flatMap((kind) => [0, 1, 2, 3].map(async (i) => {
+      const err = await refused(connect({ httpPort: prosody.httpPort, token: widget(`openid-${kind}-${i}`), room: prosody.room, timeoutMs: 15_000 }));
+      return { kind, err, ms: performance.now() - started };
+    })));
+    const during = procStat(prosody.pid);
+    const s = summary(await pings.stop());
+    const slowest = Math.max(...results.map((r) => r.ms));
+    console.log(`# 20 logins on a broken UVS: all failed within ${slowest.toFixed(0)} ms; bystander ping median ` +
+      `${s.median.toFixed(1)} ms, max ${s.max.toFixed(1)} ms; Prosody threads ${before.threads} → ${during.threads}`);
+    for (const { kind, err } of results) assert.equal(err?.condition, expected[kind], `${kind}: ${err?.message}`);
+    assert.ok(s.max < 500, `bystander pings up to ${s.max} ms`);
+    assert.ok(slowest < 10_000, `the last login failed after ${slowest} ms`);
+    assert.ok(during.threads <= before.threads + 16, `threads ${before.threads} → ${during.threads}`);
+    assert.doesNotMatch(prosody.readLog(), /stack traceback|attempt to/, 'no Lua error in the log');
+  });
+});
