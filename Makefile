@@ -2,7 +2,12 @@
 #   make            build for Lua 5.4 into dist/prosody-plugins/
 #   make LUA=5.1    build for another Lua (5.1, 5.2, 5.3, 5.4, luajit)
 #   make run        a local Prosody on 127.0.0.1 with gatehouse enabled and a demo token
-#   make test       every test: Rust core, Lua-level, end-to-end against a real Prosody
+#   make test       every test: Rust core, Lua-level on every Lua, end-to-end against
+#                   Prosody 0.12 (the system's) and Prosody 13 (a cached Debian 13 root)
+#   make test-prosody13   the end-to-end suite against Prosody 13 only
+#   make test-lua-all     build for 5.1 5.2 5.3 luajit and run the Lua-level tests in each
+#   make deb        dist/gatehouse_<version>_<arch>.deb (plugins into $(PLUGIN_DIR))
+#   make test-deb   install that .deb and run an end-to-end test against the installed files
 #   make bench      benchmarks (native calls from Lua, connect+auth+join against Prosody)
 #   make install    copy dist/prosody-plugins/ into $(DESTDIR)$(PLUGIN_DIR)
 
@@ -32,19 +37,34 @@ LUA_BIN_luajit := luajit
 LUA_BIN := $(LUA_BIN_$(LUA))
 
 # command:Debian package pairs the run and test targets need; installed only when missing.
-NEEDS := prosody:prosody lua5.4:lua5.4 node:nodejs npm:npm
+NEEDS := prosody:prosody lua5.4:lua5.4 lua5.1:lua5.1 lua5.2:lua5.2 lua5.3:lua5.3 luajit:luajit \
+	node:nodejs npm:npm debootstrap:debootstrap
+
+# The other Lua builds `make test` checks (5.4 is the main build). Each gets its own tree under
+# target/, so the 5.4 tree in $(DIST) that the other steps use is never clobbered.
+LUA_VARIANTS := 5.1 5.2 5.3 luajit
+# Extra `cargo build` flags; the variants pass --lib (the standalone issuer needs no Lua).
+CARGO_BUILD_FLAGS ?=
+VARIANT_DIST = $(TARGET_DIR)/dist-lua$(1)
+
+# Prosody 13 (Debian 13's, on Lua 5.4) runs chrooted in a Debian 13 root made once and kept
+# outside the tree (packaging/prosody13-root.sh); tests/e2e/lib/prosody.js reads PROSODY_ROOT.
+PROSODY13_ROOT ?= $(HOME)/.cache/gatehouse/trixie
+# One e2e file run against the installed .deb (`make test-deb`).
+DEB_E2E_TEST ?= token_auth.test.js
 
 # Synapse (from PyPI) for the Matrix homeserver-mode tests, installed once into a venv outside
 # the tree; the e2e tests find it through SYNAPSE_PYTHON.
 SYNAPSE_VENV ?= $(HOME)/.cache/gatehouse/synapse-venv
 export SYNAPSE_PYTHON := $(SYNAPSE_VENV)/bin/python
 
-.PHONY: all build deps synapse install run test test-rust test-lua test-e2e bench clean
+.PHONY: all build deps synapse install run test test-rust test-lua test-lua-all test-e2e \
+	prosody13-root test-prosody13 deb test-deb bench clean
 
 all: build
 
 build:
-	$(CARGO) build --release --locked --features $(LUA_FEATURE)
+	$(CARGO) build --release --locked --features $(LUA_FEATURE) $(CARGO_BUILD_FLAGS)
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	cp prosody-plugins/mod_*.lua lua/*.lua $(DIST)/
 	cp $(TARGET_DIR)/release/libgatehouse.so $(DIST)/gatehouse.so
@@ -76,7 +96,7 @@ synapse:
 run: deps build
 	node tests/e2e/demo.js
 
-test: deps synapse build test-rust test-lua test-e2e
+test: deps synapse build test-rust test-lua test-lua-all test-e2e test-prosody13
 
 test-rust:
 	$(CARGO) test --locked
@@ -84,8 +104,32 @@ test-rust:
 test-lua:
 	$(LUA_BIN) tests/lua/run.lua $(DIST)
 
+test-lua-all:
+	@for v in $(LUA_VARIANTS); do \
+		echo "== Lua $$v"; \
+		$(MAKE) --no-print-directory build test-lua LUA=$$v DIST=$(call VARIANT_DIST,$$v) \
+			CARGO_BUILD_FLAGS=--lib || exit 1; \
+	done
+
 test-e2e:
 	cd tests/e2e && npm test
+
+prosody13-root:
+	sh packaging/prosody13-root.sh $(PROSODY13_ROOT)
+
+test-prosody13: prosody13-root
+	cd tests/e2e && PROSODY_ROOT=$(PROSODY13_ROOT) npm test
+
+deb:
+	test -f $(DIST)/gatehouse.so || $(MAKE) --no-print-directory build
+	sh packaging/build-deb.sh $(DIST) $(patsubst %/,%,$(dir $(DIST)))
+
+# Installs the package (apt resolves Depends), then runs one e2e file with the plugins taken
+# from the installed tree only.
+test-deb: deb
+	apt-get install -y -qq --reinstall $(abspath $(patsubst %/,%,$(dir $(DIST))))/gatehouse_*.deb
+	@if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
+	cd tests/e2e && GATEHOUSE_DIST=$(PLUGIN_DIR) node --test $(DEB_E2E_TEST)
 
 bench: deps build
 	$(LUA_BIN) tests/bench/native.lua $(DIST)

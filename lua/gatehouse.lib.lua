@@ -9,6 +9,7 @@ local sasl = require "util.sasl";
 local new_sasl = require "util.sasl".new;
 local server = require "net.server";
 local st = require "util.stanza";
+local now = require "util.time".now;
 local timer = require "util.timer";
 
 local lib = {};
@@ -57,12 +58,41 @@ if not waiting then
 	end);
 end
 
+-- Metrics through Prosody's statistics API (module:metric: the same on 0.12 and 13; a no-op
+-- unless `statistics` is configured). Families are made on first use, per module, so a module
+-- that never makes a remote call lists none. Labels are bounded: outcomes and reason codes
+-- come from gatehouse's own fixed sets, never from client input.
+local remote_calls, cache_lookups;
+
+--- Counts one remote call (key server, UVS, homeserver) by outcome ("ok", "timeout" or the
+-- refusal reason) and records its latency.
+function lib.observe_remote(outcome, seconds)
+	remote_calls = remote_calls or module:metric("histogram", "remote_calls", "seconds",
+		"gatehouse remote calls (key servers, UVS, homeserver) by outcome", { "outcome" },
+		{ buckets = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } });
+	remote_calls:with_labels(outcome):sample(seconds);
+end
+
+--- Counts a lookup in one of gatehouse's caches (verification keys, Matrix admissions).
+function lib.count_cache(hit)
+	cache_lookups = cache_lookups or module:metric("counter", "cache_lookups", "",
+		"gatehouse cache lookups (verification keys, Matrix answers) by result", { "result" });
+	cache_lookups:with_labels(hit and "hit" or "miss"):add(1);
+end
+
+local function observed(started, ...)
+	local outcome = (...) ~= nil and "ok" or tostring(select(4, ...) or select(2, ...) or "error");
+	lib.observe_remote(outcome, now() - started);
+	return ...;
+end
+
 --- Waits for a native job without blocking Prosody: only the calling session is suspended.
 -- Returns the job's own results, or nil, condition, text, reason on timeout.
 function lib.await(job, timeout)
 	if not async.ready() then
 		return nil, "internal-server-error", "gatehouse: a remote call needs an async context", "no-async";
 	end
+	local started = now();
 	local id = job:id();
 	local wait, done = async.waiter();
 	local timed_out = false;
@@ -76,11 +106,12 @@ function lib.await(job, timeout)
 	end);
 	wait();
 	if timed_out then
+		lib.observe_remote("timeout", now() - started);
 		-- Dropping the job handle later drops its result whenever it arrives.
 		return nil, "remote-server-timeout", ("no answer within %gs"):format(timeout), "timeout";
 	end
 	timer.stop(timeout_timer);
-	return job:result();
+	return observed(started, job:result());
 end
 
 --- Calls a native function that answers either at once or with a job to wait for.

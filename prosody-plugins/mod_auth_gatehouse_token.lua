@@ -47,6 +47,10 @@ if not verifier then
 	return;
 end
 
+-- Tokens by outcome ("verified", "refused") and reason ("ok" or the refusal's reason code).
+local tokens = module:metric("counter", "tokens", "", "tokens verified or refused, by reason", { "outcome", "reason" });
+local keys_cached = (asap_key_server or cache_keys_url) ~= nil;
+
 -- Where the token comes from: ?token= wins over Authorization: Bearer. Also keeps the room,
 -- tenant and resumption id of the URL, as mod_jitsi_session does (harmless when both run).
 local function init_session(event)
@@ -80,17 +84,29 @@ local function bind_claims(session, claims)
 	session.gatehouse_token_claims = claims;
 end
 
+-- Waits for a verification that needed a key fetch. A key-server verifier answers at once only
+-- from its key cache (or for a token refused before any key was needed, which is not counted).
+local function settle_counted(answer, ...)
+	local remote = gatehouse.native.jobs.is_job(answer);
+	local claims, condition, text, reason = gatehouse.settle(key_timeout + 1, answer, ...);
+	if keys_cached and (remote or claims) then gatehouse.count_cache(not remote); end
+	return claims, condition, text, reason;
+end
+
 local function verify_session_token(session)
 	if session.auth_token == nil then
 		if allow_empty_token then return true; end
+		tokens:with_labels("refused", "no-token"):add(1);
+		module:log("info", "Token refused for %s (no-token): token required", session.ip or "?");
 		return false, "not-allowed", "token required";
 	end
 	local claims, condition, text, reason;
 	if session.public_key then
 		claims, condition, text, reason = verifier:verify_with_key(session.auth_token, session.public_key);
 	else
-		claims, condition, text, reason = gatehouse.settle(key_timeout + 1, verifier:verify(session.auth_token));
+		claims, condition, text, reason = settle_counted(verifier:verify(session.auth_token));
 	end
+	tokens:with_labels(claims and "verified" or "refused", claims and "ok" or tostring(reason or condition)):add(1);
 	if not claims then
 		module:log("info", "Token refused for %s (%s): %s", session.ip or "?", reason, text);
 		session.auth_token = nil;

@@ -67,6 +67,9 @@ local bridge_failures = { timeout = true; busy = true; ["no-async"] = true; ["jo
 -- Reasons an admin has to look at, logged as warnings.
 local operator_reasons = { uvs_timeout = true; uvs_unavailable = true; invalid_response = true };
 
+-- Tokens by outcome ("verified", "refused") and reason ("ok" or upstream's reason code).
+local tokens = module:metric("counter", "tokens", "", "Matrix tokens verified or refused, by reason", { "outcome", "reason" });
+
 -- true, or false, condition, text: upstream's checks, in upstream's order, then UVS.
 local function process_and_verify_token(session)
 	local admitted, condition, text, reason, detail = gatehouse.settle(uvs_timeout + 1,
@@ -76,11 +79,14 @@ local function process_and_verify_token(session)
 			condition, text, reason, detail = "temporary-auth-failure",
 				"Matrix user verification service unavailable", "uvs_unavailable", text;
 		end
+		tokens:with_labels("refused", tostring(reason)):add(1);
 		-- Who and why, never the token.
 		module:log(operator_reasons[reason] and "warn" or "info", "REQUEST_COMPLETE reason:%s (%s) for %s",
 			reason, detail, session.ip or "?");
 		return false, condition, text;
 	end
+	tokens:with_labels("verified", "ok"):add(1);
+	if cache_ttl > 0 then gatehouse.count_cache(admitted.cached); end
 	local claims = admitted.claims;
 	local context = type(claims.context) == "table" and claims.context or {};
 	session.auth_matrix_user_verification_is_owner = admitted.is_owner;

@@ -24,7 +24,7 @@ end
 
 function t.read(path)
 	local f = assert(io.open(path, "rb"));
-	local data = f:read("a") or f:read("*a");
+	local data = f:read("*a");
 	f:close();
 	return data;
 end

@@ -24,6 +24,11 @@ export const DEFAULT_PLUGIN_PATHS = [process.env.GATEHOUSE_DIST ?? path.join(REP
 
 const PROSODY = process.env.PROSODY_BIN ?? '/usr/bin/prosody';
 const PROSODYCTL = process.env.PROSODYCTL_BIN ?? '/usr/bin/prosodyctl';
+// PROSODY_ROOT: a Debian root holding another Prosody (`make test-prosody13`: Debian 13's
+// Prosody 13, which needs Debian 13's libc). Prosody then runs chrooted there, in a private
+// mount namespace where the repository, the run directory and every plugin path are bind-mounted
+// at the same absolute paths, so configs and logs read the same inside and out.
+const PROSODY_ROOT = process.env.PROSODY_ROOT ? path.resolve(process.env.PROSODY_ROOT) : null;
 const RUN_AS = 'prosody';
 const PORT_ATTEMPTS = 3;
 // Logged by tests/e2e/plugins/mod_e2e_ready.lua on "server-started".
@@ -56,16 +61,33 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 const isRoot = process.getuid?.() === 0;
 
 function userIds(name) {
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  const passwd = path.join(PROSODY_ROOT ?? '/', 'etc/passwd');
+  const line = fs.readFileSync(passwd, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
   if (!line) throw new Error(`user ${name} not found in /etc/passwd (is the prosody package installed?)`);
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
 }
 
 /** argv prefix that runs a command as the prosody user, dying with its parent. */
-function asProsody() {
+function asProsody(binds = []) {
   const ids = isRoot ? ['--reuid', RUN_AS, '--regid', RUN_AS, '--init-groups'] : [];
-  return ['setpriv', '--pdeathsig', 'SIGKILL', ...ids];
+  const setpriv = ['setpriv', '--pdeathsig', 'SIGKILL', ...ids];
+  if (!PROSODY_ROOT) return setpriv;
+  if (!isRoot) throw new Error('PROSODY_ROOT needs root (chroot and bind mounts)');
+  // unshare: the mounts vanish with the process. The root's own setpriv switches user (and
+  // re-arms pdeathsig, which a uid change clears) inside the chroot.
+  // Existing directories only, each once, none inside another one that is mounted anyway.
+  const dirs = [...new Set([REPO_ROOT, ...binds].map((d) => path.resolve(d)))]
+    .filter((d) => fs.existsSync(d) && !d.startsWith(PROSODY_ROOT + path.sep));
+  const outermost = dirs.filter((d) => !dirs.some((o) => o !== d && d.startsWith(o + path.sep)));
+  const script = [
+    'set -e',
+    `mount -t proc proc '${PROSODY_ROOT}/proc'`,
+    ...['/dev', ...outermost].map((d) => `mkdir -p '${PROSODY_ROOT}${d}' && mount --rbind '${d}' '${PROSODY_ROOT}${d}'`),
+    `exec chroot '${PROSODY_ROOT}' "$@"`,
+  ].join('\n');
+  return ['setpriv', '--pdeathsig', 'SIGKILL', 'unshare', '--mount', '--propagation', 'private',
+    'sh', '-c', script, 'sh', ...setpriv];
 }
 
 function chownTree(dir, { uid, gid }) {
@@ -172,11 +194,12 @@ async function startOnce(opts) {
   const logFile = path.join(dir, 'prosody.log');
   const stdoutFile = path.join(dir, 'stdout.log');
   const configFile = path.join(dir, 'prosody.cfg.lua');
+  // The harness's own plugins (mod_e2e_ready) must stay reachable whatever the test passes.
+  const pluginPaths = [...new Set([...(opts.pluginPaths ?? DEFAULT_PLUGIN_PATHS), E2E_PLUGINS])];
   fs.writeFileSync(configFile, renderConfig({
     dir, httpPort, c2sPort, logFile,
     logLevel: opts.logLevel ?? process.env.E2E_LOG_LEVEL ?? 'info',
-    // The harness's own plugins (mod_e2e_ready) must stay reachable whatever the test passes.
-    pluginPaths: [...new Set([...(opts.pluginPaths ?? DEFAULT_PLUGIN_PATHS), E2E_PLUGINS])],
+    pluginPaths,
     global: opts.global, mainHost: opts.mainHost, muc: opts.muc, authHost: opts.authHost,
     extraLua: opts.extraLua,
   }));
@@ -186,7 +209,7 @@ async function startOnce(opts) {
 
   // Jicofo's focus account. prosodyctl takes ~60 ms and writes the account in whatever
   // format the installed Prosody uses, which beats hand-writing data files.
-  const [cmd, ...prefix] = asProsody();
+  const [cmd, ...prefix] = asProsody([dir, ...pluginPaths]);
   try {
     execFileSync(cmd, [...prefix, PROSODYCTL, '--config', configFile,
       'register', FOCUS.username, FOCUS.domain, FOCUS.password],
