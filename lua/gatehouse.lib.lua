@@ -199,6 +199,57 @@ function lib.choose_username(session, fresh)
 	return fresh;
 end
 
+--- Jitsi's lobby (muc_lobby_rooms + persistent_lobby, on the VirtualHost) is in use when
+-- something answers both of its global events. Ask on every use: hosts load in any order.
+function lib.jitsi_lobby_loaded()
+	return prosody.events.get_handlers("create-persistent-lobby-room") ~= nil
+		and prosody.events.get_handlers("destroy-lobby-room") ~= nil;
+end
+
+-- Present occupants become members first, as Jitsi's create-lobby-room does: Prosody removes
+-- non-members from a room that turns members-only, and whoever asked for it must stay in.
+local function set_members_only(room, on)
+	if on then
+		for _, occupant in room:each_occupant() do
+			if not room:get_affiliation(occupant.bare_jid) then
+				room:set_affiliation(true, occupant.bare_jid, "member");
+			end
+		end
+	end
+	room:set_members_only(on);
+end
+
+local security_verbs = {
+	["enable-lobby"] = function (room)
+		prosody.events.fire_event("create-persistent-lobby-room", { room = room; skip_display_name_check = true });
+	end;
+	["disable-lobby"] = function (room)
+		prosody.events.fire_event("destroy-lobby-room", { room = room; newjid = room.jid });
+	end;
+	["set-members-only"] = set_members_only;
+	["set-password"] = function (room, password) room:set_password(password); end;
+	["clear-password"] = function (room) room:set_password(nil); end;
+};
+
+--- Applies a plan from native `security.plan` to a room (the one place that turns its verbs
+-- into room changes). Returns the verbs applied and whether clients must be told (status 104):
+-- Jitsi's lobby handlers announce their own change, the others do not.
+function lib.apply_security_plan(room, plan)
+	local verbs, config_changed = {}, false;
+	for _, action in ipairs(plan) do
+		security_verbs[action.verb](room, action.value);
+		verbs[#verbs + 1] = action.verb;
+		config_changed = config_changed or not action.verb:match("lobby$");
+	end
+	return verbs, config_changed;
+end
+
+--- Status 104 to the room: tells clients and Jicofo to read the room configuration again.
+function lib.announce_config_change(room)
+	room:broadcast_message(st.message({ type = "groupchat"; from = room.jid })
+		:tag("x", { xmlns = "http://jabber.org/protocol/muc#user" }):tag("status", { code = "104" }));
+end
+
 --- An error reply with an optional application-specific child, as Jitsi's modules send.
 function lib.error_reply(stanza, error_type, condition, text, by, child, child_ns)
 	local reply = st.error_reply(stanza, error_type, condition, text, by);

@@ -2,24 +2,15 @@
 -- A drop-in for jitsi-contrib's mod_token_security_ondemand (load it on the MUC component): same
 -- events and priorities; the decision is made natively, and without Jitsi's lobby modules the
 -- room's members-only mode stands in for the lobby.
-local st = require "util.stanza";
 
 local gatehouse = module:require "gatehouse";
 local security = gatehouse.native.security;
 
 local MUC_NS = "http://jabber.org/protocol/muc";
-local MUC_USER_NS = "http://jabber.org/protocol/muc#user";
-
--- Jitsi's lobby (muc_lobby_rooms + persistent_lobby, on the VirtualHost) is in use when something
--- answers both of its global events. Asked on every use: hosts load in any order.
-local function jitsi_lobby_loaded()
-	return prosody.events.get_handlers("create-persistent-lobby-room") ~= nil
-		and prosody.events.get_handlers("destroy-lobby-room") ~= nil;
-end
 
 local logged_mode;
 local function note_lobby_mode()
-	local available = jitsi_lobby_loaded();
+	local available = gatehouse.jitsi_lobby_loaded();
 	local mode = available and "Jitsi's lobby (create-persistent-lobby-room / destroy-lobby-room)"
 		or "the room's members-only mode (Jitsi's lobby modules are not loaded)";
 	if mode ~= logged_mode then
@@ -29,31 +20,6 @@ local function note_lobby_mode()
 	return available;
 end
 module:hook_global("server-started", function () note_lobby_mode(); end); -- returns nothing: others see the event too
-
--- Present occupants become members first, as Jitsi's create-lobby-room does: Prosody removes
--- non-members from a room that turns members-only, and the token holder must stay in.
-local function set_members_only(room, on)
-	if on then
-		for _, occupant in room:each_occupant() do
-			if not room:get_affiliation(occupant.bare_jid) then
-				room:set_affiliation(true, occupant.bare_jid, "member");
-			end
-		end
-	end
-	room:set_members_only(on);
-end
-
-local apply = {
-	["enable-lobby"] = function (room)
-		prosody.events.fire_event("create-persistent-lobby-room", { room = room; skip_display_name_check = true });
-	end;
-	["disable-lobby"] = function (room)
-		prosody.events.fire_event("destroy-lobby-room", { room = room; newjid = room.jid });
-	end;
-	["set-members-only"] = set_members_only;
-	["set-password"] = function (room, password) room:set_password(password); end;
-	["clear-password"] = function (room) room:set_password(nil); end;
-};
 
 module:hook("muc-occupant-joined", function (event)
 	local room, session = event.room, event.origin;
@@ -70,20 +36,12 @@ module:hook("muc-occupant-joined", function (event)
 		password_set = room:get_password() ~= nil;
 		lobby_available = note_lobby_mode();
 	});
-	local verbs, config_changed = {}, false;
-	for _, action in ipairs(plan) do
-		apply[action.verb](room, action.value);
-		verbs[#verbs + 1] = action.verb;
-		-- Jitsi's lobby handlers announce their own change; the others need the 104 that tells
-		-- clients and Jicofo to read the room configuration again.
-		config_changed = config_changed or not action.verb:match("lobby$");
-	end
+	local verbs, config_changed = gatehouse.apply_security_plan(room, plan);
 	if #verbs == 0 then
 		return;
 	end
 	if config_changed then
-		room:broadcast_message(st.message({ type = "groupchat"; from = room.jid })
-			:tag("x", { xmlns = MUC_USER_NS }):tag("status", { code = "104" }));
+		gatehouse.announce_config_change(room);
 	end
 	room:save(true);
 	-- Who and what, never the password.

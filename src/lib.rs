@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod guild;
 pub mod http;
 pub mod issuer;
 pub mod jobs;
@@ -20,6 +21,7 @@ pub mod moderation;
 pub mod room;
 pub mod security;
 pub mod token;
+pub mod wallet;
 
 #[cfg(feature = "module")]
 mod lua;
@@ -31,4 +33,6 @@ fn _ensure_send_sync() {
     is_send_sync::<jobs::JobPool<u8>>();
     is_send_sync::<matrix::Verifier>();
     is_send_sync::<issuer::Issuer>();
+    is_send_sync::<guild::Client>();
+    is_send_sync::<wallet::challenge::ChallengeStore>();
 }

@@ -12,6 +12,7 @@ mod moderation;
 mod room;
 mod security;
 mod token;
+mod wallet;
 
 use mlua::{Lua, Result, Table};
 
@@ -27,5 +28,6 @@ fn gatehouse(lua: &Lua) -> Result<Table> {
     exports.set("moderation", moderation::exports(lua)?)?;
     exports.set("matrix", matrix::exports(lua)?)?;
     exports.set("issuer", issuer::exports(lua)?)?;
+    exports.set("wallet", wallet::exports(lua)?)?;
     Ok(exports)
 }
