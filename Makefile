@@ -9,6 +9,7 @@
 #   make deb        dist/gatehouse_<version>_<arch>.deb (plugins into $(PLUGIN_DIR))
 #   make test-deb   install that .deb and run an end-to-end test against the installed files
 #   make bench      benchmarks (native calls from Lua, connect+auth+join against Prosody)
+#   make fuzz       every fuzz target for FUZZ_SECONDS (default 60) each; fails on any crash
 #   make install    copy dist/prosody-plugins/ into $(DESTDIR)$(PLUGIN_DIR)
 
 LUA ?= 5.4
@@ -58,7 +59,7 @@ DEB_E2E_TEST ?= token_auth.test.js
 SYNAPSE_VENV ?= $(HOME)/.cache/gatehouse/synapse-venv
 export SYNAPSE_PYTHON := $(SYNAPSE_VENV)/bin/python
 
-.PHONY: all build deps synapse install run test test-rust test-lua test-lua-all test-e2e \
+.PHONY: fuzz all build deps synapse install run test test-rust test-lua test-lua-all test-e2e \
 	prosody13-root test-prosody13 deb test-deb bench clean
 
 all: build
@@ -137,3 +138,22 @@ bench: deps build
 
 clean:
 	rm -rf dist target tests/e2e/.run
+
+# Fuzzing with cargo fuzz (libFuzzer). It passes nightly-only compiler flags, which the stable
+# toolchain accepts with RUSTC_BOOTSTRAP=1. New inputs go to a scratch corpus under
+# tests/fuzz/target; the committed corpus (tests/fuzz/corpus) is only read.
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= address
+FUZZ_TARGETS := jwt keys room matrix issuer wallet
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/target/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir tests/fuzz -O -s $(FUZZ_SANITIZER) $$t \
+			tests/fuzz/target/corpus/$$t tests/fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 > tests/fuzz/target/$$t.log 2>&1; \
+		rc=$$?; grep -E "^Done [0-9]+ runs" tests/fuzz/target/$$t.log; \
+		[ $$rc -eq 0 ] || { tail -40 tests/fuzz/target/$$t.log; echo "fuzz: $$t FAILED"; exit 1; }; \
+	done

@@ -133,39 +133,13 @@ impl Client {
 
     fn fetch_guild(&self, key: &str) -> Result<Guild, GuildError> {
         let reply = self.get(&format!("/v2/guilds/{key}"))?;
-        if reply.status == 404 {
-            return Err(GuildError::NoSuchGuild(key.to_string()));
-        }
-        let json = json_of(&reply)?;
-        let id = json.get("id").and_then(Value::as_u64).ok_or_else(|| bad_reply("guild id"))?;
-        let text = |field: &str| json.get(field).and_then(Value::as_str).map(str::to_string);
-        Ok(Guild {
-            id,
-            name: text("name").unwrap_or_else(|| key.to_string()),
-            url_name: text("urlName").unwrap_or_else(|| key.to_string()),
-        })
+        parse_guild(key, reply.status, &reply.body)
     }
 
     fn fetch_membership(&self, guild: &Guild, address: &Address) -> Result<bool, GuildError> {
         let path = format!("/v2/users/{}/memberships?guildId={}", address.to_lowercase(), guild.id);
         let reply = self.get(&path)?;
-        // The API answers 404 for an address it has never seen: not a member of anything.
-        if reply.status == 404 {
-            return Ok(false);
-        }
-        let json = json_of(&reply)?;
-        // One membership object, or (as the list endpoint does) an array of them.
-        let memberships: Vec<&Value> = match &json {
-            Value::Array(items) => items.iter().collect(),
-            object @ Value::Object(_) => vec![object],
-            _ => return Err(bad_reply("memberships")),
-        };
-        Ok(memberships
-            .into_iter()
-            .filter(|m| m.get("guildId").and_then(Value::as_u64).is_none_or(|id| id == guild.id))
-            .filter_map(|m| m.get("roles").and_then(Value::as_array))
-            .flatten()
-            .any(|role| role.get("access") == Some(&Value::Bool(true))))
+        parse_membership(guild.id, reply.status, &reply.body)
     }
 
     fn get(&self, path: &str) -> Result<http::Reply, GuildError> {
@@ -239,8 +213,46 @@ pub fn guild_key(guild: &str) -> Result<String, GuildError> {
     }
 }
 
-fn json_of(reply: &http::Reply) -> Result<Value, GuildError> {
-    serde_json::from_slice(&reply.body).map_err(|_| bad_reply("not JSON"))
+/// The guild in a `/v2/guilds/{key}` reply (`status` 2xx or 404).
+pub fn parse_guild(key: &str, status: u16, body: &[u8]) -> Result<Guild, GuildError> {
+    if status == 404 {
+        return Err(GuildError::NoSuchGuild(key.to_string()));
+    }
+    let json = json_of(body)?;
+    let id = json.get("id").and_then(Value::as_u64).ok_or_else(|| bad_reply("guild id"))?;
+    let text = |field: &str| json.get(field).and_then(Value::as_str).map(str::to_string);
+    Ok(Guild {
+        id,
+        name: text("name").unwrap_or_else(|| key.to_string()),
+        url_name: text("urlName").unwrap_or_else(|| key.to_string()),
+    })
+}
+
+/// Whether a `/v2/users/{address}/memberships` reply (`status` 2xx or 404) makes the address a
+/// member of guild `guild_id`: any role with `access == true`, as guild.xyz's own front end
+/// decides.
+pub fn parse_membership(guild_id: u64, status: u16, body: &[u8]) -> Result<bool, GuildError> {
+    // The API answers 404 for an address it has never seen: not a member of anything.
+    if status == 404 {
+        return Ok(false);
+    }
+    let json = json_of(body)?;
+    // One membership object, or (as the list endpoint does) an array of them.
+    let memberships: Vec<&Value> = match &json {
+        Value::Array(items) => items.iter().collect(),
+        object @ Value::Object(_) => vec![object],
+        _ => return Err(bad_reply("memberships")),
+    };
+    Ok(memberships
+        .into_iter()
+        .filter(|m| m.get("guildId").and_then(Value::as_u64).is_none_or(|id| id == guild_id))
+        .filter_map(|m| m.get("roles").and_then(Value::as_array))
+        .flatten()
+        .any(|role| role.get("access") == Some(&Value::Bool(true))))
+}
+
+fn json_of(body: &[u8]) -> Result<Value, GuildError> {
+    serde_json::from_slice(body).map_err(|_| bad_reply("not JSON"))
 }
 
 fn bad_reply(what: &str) -> GuildError {
