@@ -75,7 +75,13 @@ module:hook("iq-get/bare/"..NS..":challenge", function (event)
 	return true;
 end);
 
--- The proof never travels further than this module, whatever happens to the join.
+-- The proof never travels further than this module, whatever happens to the join, and a proof
+-- sent in the wrong place (a message through the room) is dropped too: it is a credential.
+local function drop_proof(event)
+	event.stanza:remove_children("proof", NS);
+end
+module:hook("muc-occupant-groupchat", drop_proof, 10);
+module:hook("muc-private-message", drop_proof, 10);
 module:hook("muc-occupant-pre-change", function (event)
 	event.stanza:remove_children("proof", NS);
 	rooms.legacy.take(event.stanza);

@@ -5,7 +5,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect, waitForStanza, xml } from './lib/client.js';
+import { newWallet } from './lib/wallet.js';
 import { startKeyServer, asapPath } from './lib/keyserver.js';
 import { procStat, summary } from './lib/procstat.js';
 import * as jwt from './lib/jwt.js';
@@ -76,10 +77,10 @@ describe('hostile clients (HS256 host)', () => {
     });
   }
 
-  it('1000 bad logins in a burst: Prosody stays up and keeps answering a bystander', async () => {
+  it('2000 bad logins in a burst: Prosody stays up and keeps answering a bystander', async () => {
     const pings = keepPinging(bystander);
     const started = performance.now();
-    const outcomes = await burst(1000, 25, async (i) => {
+    const outcomes = await burst(2000, 25, async (i) => {
       const bad = i % 2 ? jwt.corruptSignature(token()) : `${b64('{"alg":"HS256"}')}.${b64('{')}.x`;
       const err = await refused(connect({ httpPort: prosody.httpPort, token: bad, timeoutMs: 20_000 }));
       return err?.condition;
@@ -87,7 +88,7 @@ describe('hostile clients (HS256 host)', () => {
     const seconds = (performance.now() - started) / 1000;
     const rtts = await pings.stop();
     const s = summary(rtts);
-    console.log(`# 1000 bad logins in ${seconds.toFixed(1)} s (${(1000 / seconds).toFixed(0)}/s); ` +
+    console.log(`# 2000 bad logins in ${seconds.toFixed(1)} s (${(2000 / seconds).toFixed(0)}/s); ` +
       `bystander ping median ${s.median.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms, max ${s.max.toFixed(1)} ms over ${rtts.length} pings`);
     assert.deepEqual([...new Set(outcomes)], ['not-allowed'], 'every bad login refused');
     assert.ok(s.max < 2000, `bystander pings up to ${s.max} ms`);
@@ -246,5 +247,121 @@ describe('a broken UVS (stand-in): every waiting Matrix login fails cleanly, not
     assert.ok(slowest < 10_000, `the last login failed after ${slowest} ms`);
     assert.ok(during.threads <= before.threads + 16, `threads ${before.threads} → ${during.threads}`);
     assert.doesNotMatch(prosody.readLog(), /stack traceback|attempt to/, 'no Lua error in the log');
+  });
+});
+
+describe('wallet proofs in the wrong place, and a broken Guild API (stand-in)', () => {
+  const NS = 'urn:gatehouse:wallet:0';
+  const GUILD = 'our-guild';
+  const member = newWallet();
+  const broken = { reset: { destroy: true }, status500: { status: 500, body: 'oops' }, huge: { body: 'x'.repeat(600 * 1024) },
+    redirect: { status: 302, headers: { location: 'http://127.0.0.1:1/' } }, hang: { hang: true }, garbage: { body: '<html>' } };
+  const wallets = Object.fromEntries(Object.keys(broken).map((kind) => [kind, [newWallet(), newWallet(), newWallet()]]));
+  const path = (w) => `/v2/users/${w.address.toLowerCase()}/memberships`;
+  const token = (context = {}) => jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: '*', context }), { alg: 'HS256', key: SECRET });
+  let guildApi;
+  let prosody;
+  let focus;
+  let owner;
+  const clients = [];
+  const login = async () => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: token(), timeoutMs: 15_000 });
+    clients.push(xmpp);
+    return xmpp;
+  };
+  const proof = (address, signature, message) => xml('proof', { xmlns: NS, address, signature }, xml('message', {}, message));
+  const prove = async (xmpp, room, wallet) => {
+    const iq = await xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('challenge', { xmlns: NS, address: wallet.address })), 5000);
+    const message = iq.getChild('challenge', NS).text();
+    return proof(wallet.address, wallet.sign(message), message);
+  };
+
+  before(async () => {
+    const routes = { [`/v2/guilds/${GUILD}`]: { body: { id: 42, name: 'Our Guild', urlName: GUILD } },
+      [path(member)]: { body: { guildId: 42, roles: [{ roleId: 1, access: true }] } } };
+    for (const [kind, list] of Object.entries(wallets)) for (const w of list) routes[path(w)] = broken[kind];
+    guildApi = await startKeyServer(routes);
+    prosody = await startProsody({
+      name: 'hostile-wallet',
+      mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
+      muc: { modules_enabled: ['gatehouse_wallet', 'token_moderation'], gatehouse_wallet_guild_api: guildApi.url, gatehouse_wallet_guild_timeout: 1.5 },
+    });
+    focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
+    clients.push(focus);
+    await createRoomAsFocus(focus, `gated@${MUC_DOMAIN}`);
+    await createRoomAsFocus(focus, `open@${MUC_DOMAIN}`);
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: token({ user: { moderator: true }, room: { guild: GUILD } }) });
+    owner = xmpp;
+    clients.push(owner);
+    await joinRoom(owner, `gated@${MUC_DOMAIN}`, 'owner');
+  });
+  after(async () => {
+    await Promise.all(clients.map(disconnect));
+    await prosody?.stop();
+    await guildApi?.close();
+  });
+
+  it('proofs in the wrong place are dropped, never relayed; malformed ones are refused clearly', async () => {
+    const seen = [];
+    owner.on('stanza', (s) => seen.push(s.toString()));
+    await joinRoom(focus, `open@${MUC_DOMAIN}`, 'watcher').catch(() => {});
+    focus.on('stanza', (s) => seen.push(s.toString()));
+
+    // A proof on a join to a room with no requirement: the join works, the proof goes nowhere.
+    const a = await login();
+    await joinRoom(a, `open@${MUC_DOMAIN}`, 'a', { extraChildren: [await prove(a, `gated@${MUC_DOMAIN}`, member)] });
+    // A proper member, then a proof pasted into a groupchat message and a private message.
+    const b = await login();
+    await joinRoom(b, `gated@${MUC_DOMAIN}`, 'b', { extraChildren: [await prove(b, `gated@${MUC_DOMAIN}`, member)] });
+    const leaked = await prove(b, `gated@${MUC_DOMAIN}`, member);
+    const relayed = waitForStanza(owner, (s) => s.name === 'message' && s.getChildText('body') === 'look', 5000, 'groupchat');
+    await b.send(xml('message', { to: `gated@${MUC_DOMAIN}`, type: 'groupchat' }, xml('body', {}, 'look'), leaked));
+    await relayed;
+    const pm = waitForStanza(owner, (s) => s.name === 'message' && s.getChildText('body') === 'psst', 5000, 'private message');
+    await b.send(xml('message', { to: `gated@${MUC_DOMAIN}/owner`, type: 'chat' }, xml('body', {}, 'psst'), leaked));
+    await pm;
+    for (const stanza of seen) assert.ok(!stanza.includes(NS), `a proof was relayed: ${stanza}`);
+
+    // Malformed proofs: a clear refusal each, the server carries on.
+    const c = await login();
+    const challenge = await prove(c, `gated@${MUC_DOMAIN}`, member);
+    const cases = [
+      [xml('proof', { xmlns: NS }), /^Bad signature|^Bad sign-in message/],
+      [xml('proof', { xmlns: NS, address: member.address, signature: '0x1234' }, xml('message', {}, 'not siwe')), /^Bad/],
+      [xml('proof', { xmlns: NS, address: 'nonsense', signature: challenge.attrs.signature }, xml('message', {}, challenge.getChildText('message'))), /^Bad/],
+    ];
+    for (const [bad, text] of cases) {
+      const err = await joinRoom(c, `gated@${MUC_DOMAIN}`, 'c', { extraChildren: [bad] }).then(() => null, (e) => e);
+      assert.ok(err?.text, 'refused with a text');
+      assert.match(err.text, text);
+    }
+    const wrongType = await c.iqCaller.request(xml('iq', { type: 'set', to: `gated@${MUC_DOMAIN}` }, xml('challenge', { xmlns: NS })), 5000)
+      .then(() => null, (e) => e);
+    assert.ok(wrongType?.condition, 'a challenge set is an error');
+    assert.ok(await ping(owner) < 1000);
+  });
+
+  it('18 joins waiting on a Guild API that resets, fails, hangs or redirects: clean failures, fast pings', async () => {
+    const before = procStat(prosody.pid);
+    const pings = keepPinging(owner, 20);
+    const started = performance.now();
+    const results = await Promise.all(Object.entries(wallets).flatMap(([kind, list]) => list.map(async (w, i) => {
+      const xmpp = await login();
+      const err = await joinRoom(xmpp, `gated@${MUC_DOMAIN}`, `${kind}${i}`, { extraChildren: [await prove(xmpp, `gated@${MUC_DOMAIN}`, w)], timeoutMs: 15_000 })
+        .then(() => null, (e) => e);
+      return { kind, err, ms: performance.now() - started };
+    })));
+    const during = procStat(prosody.pid);
+    const s = summary(await pings.stop());
+    const slowest = Math.max(...results.map((r) => r.ms));
+    console.log(`# 18 joins on a broken Guild API: all failed within ${slowest.toFixed(0)} ms; bystander ping median ` +
+      `${s.median.toFixed(1)} ms, max ${s.max.toFixed(1)} ms; Prosody threads ${before.threads} → ${during.threads}`);
+    for (const { kind, err } of results) {
+      assert.equal(err?.condition, 'service-unavailable', `${kind}: ${err?.message}`);
+      assert.match(err.text, /^Guild service unavailable, try again later/, kind);
+    }
+    assert.ok(s.max < 500, `bystander pings up to ${s.max} ms`);
+    assert.ok(slowest < 10_000, `the last join failed after ${slowest} ms`);
+    assert.ok(during.threads <= before.threads + 16, `threads ${before.threads} → ${during.threads}`);
   });
 });
