@@ -71,6 +71,17 @@ row("security on demand plan", function() gatehouse.security.plan(context_room, 
 local moderator_claims = { moderator = true, context = { user = { name = "n" } } };
 row("token moderation affiliation", function() gatehouse.moderation.affiliation(moderator_claims, false, true); end);
 
+-- The published personal_sign vector (ethers.js): "hello world" → 0x14791697260E4c9A71f18484C9f997B308e59325.
+local hello_signature = "0xddd0a7290af9526056b4e35a077b9a11b513aa0028ec6c9880948544508f3c63265e99e47ad31bb2cab9646c504576b3abc6939a1710afc08cbf3034d73214b81c";
+assert(gatehouse.wallet.recover("hello world", hello_signature) == "0x14791697260E4c9A71f18484C9f997B308e59325");
+row("wallet recover (EIP-191 secp256k1)", function() gatehouse.wallet.recover("hello world", hello_signature); end);
+row("wallet EIP-55 checksum", function() gatehouse.wallet.checksum("0x14791697260e4c9a71f18484c9f997b308e59325"); end);
+local siwe = "meet.test wants you to sign in with your Ethereum account:\n0x14791697260E4c9A71f18484C9f997B308e59325\n\n"
+	.."Join the room r1.\n\nURI: https://meet.test/r1\nVersion: 1\nChain ID: 1\nNonce: abcdef123456\n"
+	.."Issued At: 2026-11-22T04:00:00Z\nExpiration Time: 2026-11-22T04:05:00Z";
+assert(gatehouse.wallet.siwe_parse(siwe));
+row("wallet SIWE message parse", function() gatehouse.wallet.siwe_parse(siwe); end);
+
 print(("native calls from %s, %gs each:"):format(_VERSION, seconds));
 print("| call                               |    calls/s   |  µs/call  |");
 print("|------------------------------------|--------------|-----------|");
