@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect, waitForStanza, parseMucPresence, xml } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect, waitForStanza, parseMucPresence, xml, refusedLogin } from './lib/client.js';
 import { startUvsStandIn, roomName } from './lib/uvs.js';
 import * as jwt from './lib/jwt.js';
 
@@ -41,15 +41,6 @@ function widgetToken({ matrix, user = { name: 'Ana', avatar: 'https://example.te
 }
 const matrixFor = (userId, roomId = ROOM_ID) => ({ token: openid(userId), room_id: roomId, server_name: 'matrix.test' });
 
-async function refused(httpPort, options) {
-  const err = await connect({ httpPort, ...options }).then(
-    ({ xmpp }) => { disconnect(xmpp); return null; },
-    (e) => e,
-  );
-  assert.ok(err, 'login should have been refused');
-  assert.ok(err.condition, `expected a SASL failure, got: ${err.message}`);
-  return err;
-}
 
 /** Joins and waits for the affiliation power sync gives (the join itself shows "none"). */
 async function joinAndSync(xmpp, roomJid, nick) {
@@ -191,7 +182,7 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
   ];
   for (const [what, options, condition, text] of refusals) {
     it(`${what} is refused: ${condition} "${text}"`, async () => {
-      const err = await refused(prosody.httpPort, options());
+      const err = await refusedLogin(prosody.httpPort, options());
       assert.equal(err.condition, condition);
       assert.equal(err.text, text);
     });
@@ -200,7 +191,7 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
   it('power_levels: null with sync on refuses cleanly, without a Lua error', async () => {
     const mark = prosody.logMark();
     const before = uvs.hits();
-    const err = await refused(prosody.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test', NO_LEVELS_ROOM_ID) }), room: roomName(NO_LEVELS_ROOM_ID) });
+    const err = await refusedLogin(prosody.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test', NO_LEVELS_ROOM_ID) }), room: roomName(NO_LEVELS_ROOM_ID) });
     assert.equal(err.condition, 'access-denied');
     assert.equal(err.text, 'Token invalid or not in room');
     assert.equal(uvs.hits(), before + 1, 'UVS was asked and said member, power_levels null');
@@ -277,7 +268,7 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
   it('UVS\'s 400 (plain text) is refused with the upstream error', async () => {
     const before = uvs.requests.length;
     const matrix = { token: openid('@ana:matrix.test'), room_id: ROOM_ID };
-    const err = await refused(prosody.httpPort, { token: widgetToken({ matrix }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(prosody.httpPort, { token: widgetToken({ matrix }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'access-denied');
     assert.equal(err.text, 'Token invalid or not in room');
     assert.equal(uvs.requests.length, before + 1);
@@ -285,20 +276,20 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
   });
 
   it('a garbage 200 reply is refused with the upstream error', async () => {
-    const err = await refused(prosody.httpPort, { token: widgetToken({ matrix: { token: 'garbage', room_id: ROOM_ID, server_name: 'matrix.test' } }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(prosody.httpPort, { token: widgetToken({ matrix: { token: 'garbage', room_id: ROOM_ID, server_name: 'matrix.test' } }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'access-denied');
     assert.equal(err.text, 'Token invalid or not in room');
   });
 
   it('a huge reply is cut off at the size limit and fails as unavailable', async () => {
-    const err = await refused(prosody.httpPort, { token: widgetToken({ matrix: { token: 'huge', room_id: ROOM_ID, server_name: 'matrix.test' } }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(prosody.httpPort, { token: widgetToken({ matrix: { token: 'huge', room_id: ROOM_ID, server_name: 'matrix.test' } }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'temporary-auth-failure');
     assert.equal(err.text, 'Matrix user verification service unavailable');
     assert.match(prosody.readLog(), /reply larger than 262144 bytes/);
   });
 
   it('with the iss check on, an iss other than app_id is refused; app_id passes', async () => {
-    const err = await refused(prosody.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test'), iss: 'elsewhere.test' }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(prosody.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test'), iss: 'elsewhere.test' }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'access-denied');
     assert.equal(err.text, 'JWT issuer does not match app_id');
     const { xmpp } = await connect({ httpPort: prosody.httpPort, token: widgetToken({ matrix: matrixFor('@ana:matrix.test'), iss: 'meet.test' }), room: roomName(ROOM_ID) });
@@ -312,7 +303,7 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
       mainHost: { authentication: 'matrix_user_verification', uvs_base_url: guarded.url, uvs_auth_token: 'not-the-bearer' },
     });
     t.after(async () => { await wrong.stop(); await guarded.close(); });
-    const err = await refused(wrong.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(wrong.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'access-denied');
     assert.equal(err.text, 'Token invalid or not in room');
     assert.equal(guarded.requests[0].headers.authorization, 'Bearer not-the-bearer');
@@ -326,7 +317,7 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
     });
     t.after(() => down.stop());
     const t0 = performance.now();
-    const err = await refused(down.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    const err = await refusedLogin(down.httpPort, { token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
     assert.equal(err.condition, 'temporary-auth-failure');
     assert.equal(err.text, 'Matrix user verification service unavailable');
     assert.ok(performance.now() - t0 < 2000, 'no waiting for a timeout');

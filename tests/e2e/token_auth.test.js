@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, xml } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, xml, refusedLogin } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
 const APP_ID = 'gatehouse-test';
@@ -14,15 +14,6 @@ function token(extra = {}, { alg = 'HS256', key = SECRET, header } = {}) {
   return jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: 'room1', ...extra }), { alg, key, header });
 }
 
-async function refusedLogin(httpPort, options) {
-  const err = await connect({ httpPort, ...options }).then(
-    ({ xmpp }) => { disconnect(xmpp); return null; },
-    (e) => e,
-  );
-  assert.ok(err, 'login should have been refused');
-  assert.ok(err.condition, `expected a SASL failure, got: ${err.message}`);
-  return err;
-}
 
 describe('token auth (HS256 app_secret) and room claim check', () => {
   let prosody;

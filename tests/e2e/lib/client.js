@@ -4,6 +4,7 @@
 // Every call here is bounded by a timeout and never leaves a socket or a reconnect timer
 // behind, so a failing test fails fast instead of hanging the run.
 import { client, xml } from '@xmpp/client';
+import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 import { DOMAIN, AUTH_DOMAIN, FOCUS } from './config.js';
@@ -229,4 +230,18 @@ export async function ping(xmpp, { to = xmpp.jid.domain, timeoutMs = DEFAULT_TIM
   const t0 = performance.now();
   await xmpp.iqCaller.request(xml('iq', { type: 'get', to }, xml('ping', { xmlns: NS_PING })), timeoutMs);
   return performance.now() - t0;
+}
+
+/**
+ * Logs in expecting a refusal and resolves with the SASL error (.condition, .text); fails the
+ * test if the login succeeds (closing that session) or ends in anything but a SASL failure.
+ */
+export async function refusedLogin(httpPort, options) {
+  const err = await connect({ httpPort, ...options }).then(
+    ({ xmpp }) => { disconnect(xmpp); return null; },
+    (e) => e,
+  );
+  assert.ok(err, 'login should have been refused');
+  assert.ok(err.condition, `expected a SASL failure, got: ${err.message}`);
+  return err;
 }
