@@ -22,28 +22,26 @@ const token = (context = {}) => jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: 
 const membershipPath = (address) => `/v2/users/${address.toLowerCase()}/memberships`;
 const roles = (access) => ({ guildId: 42, isAdmin: false, roles: [{ roleId: 1, access: false }, { roleId: 2, access }] });
 
-describe('guild-gated rooms (Guild API stand-in)', () => {
+/**
+ * One test bed: a Guild API stand-in serving `routes` (plus the guild itself), a Prosody whose
+ * MUC runs the wallet module with `muc` options on top of the defaults, and focus logged in.
+ * Registers its own teardown with before/after.
+ */
+function walletBed(name, routes, muc) {
   const bed = { clients: [] };
-  const member = newWallet();
-  const outsider = newWallet();
-  const slow = newWallet();
-
   before(async () => {
-    // The Guild API stand-in: one guild, members by address, one address whose lookup hangs.
     bed.guildApi = await startKeyServer({
       [`/v2/guilds/${GUILD}`]: { body: { id: 42, name: 'Our Guild', urlName: GUILD } },
-      [membershipPath(member.address)]: { body: roles(true) },
-      [membershipPath(outsider.address)]: { body: roles(false) },
-      [membershipPath(slow.address)]: { hang: true },
+      ...routes(),
     });
+    const { modules = [], ...options } = muc;
     bed.prosody = await startProsody({
-      name: 'wallet',
+      name,
       mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
       muc: {
-        modules_enabled: ['gatehouse_token_verification', 'token_moderation', 'gatehouse_wallet'],
+        modules_enabled: ['gatehouse_token_verification', 'token_moderation', 'gatehouse_wallet', ...modules],
         gatehouse_wallet_guild_api: bed.guildApi.url,
-        gatehouse_wallet_guild_timeout: GUILD_TIMEOUT,
-        gatehouse_wallet_challenge_ttl: CHALLENGE_TTL,
+        ...options,
       },
     });
     bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
@@ -54,6 +52,19 @@ describe('guild-gated rooms (Guild API stand-in)', () => {
     await bed.prosody?.stop();
     await bed.guildApi?.close();
   });
+  return bed;
+}
+
+describe('guild-gated rooms (Guild API stand-in)', () => {
+  const member = newWallet();
+  const outsider = newWallet();
+  const slow = newWallet();
+  // The Guild API stand-in: one guild, members by address, one address whose lookup hangs.
+  const bed = walletBed('wallet', () => ({
+    [membershipPath(member.address)]: { body: roles(true) },
+    [membershipPath(outsider.address)]: { body: roles(false) },
+    [membershipPath(slow.address)]: { hang: true },
+  }), { gatehouse_wallet_guild_timeout: GUILD_TIMEOUT, gatehouse_wallet_challenge_ttl: CHALLENGE_TTL });
 
   const login = async (context = {}) => {
     const { xmpp } = await connect({ httpPort: bed.prosody.httpPort, token: token(context) });
@@ -245,31 +256,10 @@ describe('guild-gated rooms (Guild API stand-in)', () => {
 });
 
 describe('guild-gated rooms with Jitsi\'s lobby modules (test stand-in) and an API key', () => {
-  const bed = { clients: [] };
   const member = newWallet();
-
-  before(async () => {
-    bed.guildApi = await startKeyServer({
-      [`/v2/guilds/${GUILD}`]: { body: { id: 42, name: 'Our Guild', urlName: GUILD } },
-      [membershipPath(member.address)]: { body: [roles(true)] }, // the list form of the answer
-    });
-    bed.prosody = await startProsody({
-      name: 'wallet-lobby',
-      mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
-      muc: {
-        modules_enabled: ['gatehouse_token_verification', 'token_moderation', 'gatehouse_wallet', 'e2e_lobby_standin'],
-        gatehouse_wallet_guild_api: bed.guildApi.url,
-        gatehouse_wallet_guild_api_key: 'stand-in-key',
-      },
-    });
-    bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
-    bed.clients.push(bed.focus);
-  });
-  after(async () => {
-    await Promise.all(bed.clients.map(disconnect));
-    await bed.prosody?.stop();
-    await bed.guildApi?.close();
-  });
+  const bed = walletBed('wallet-lobby', () => ({
+    [membershipPath(member.address)]: { body: [roles(true)] }, // the list form of the answer
+  }), { modules: ['e2e_lobby_standin'], gatehouse_wallet_guild_api_key: 'stand-in-key' });
 
   it('a gated room turns the lobby on; a proven member walks past it; off destroys it', async () => {
     const login = async (context = {}) => {
@@ -307,31 +297,10 @@ describe('guild-gated rooms with Jitsi\'s lobby modules (test stand-in) and an A
 });
 
 describe('the seed fork\'s client format (gatehouse_wallet_legacy_format = true; Guild API stand-in)', () => {
-  const bed = { clients: [] };
   const member = newWallet();
-
-  before(async () => {
-    bed.guildApi = await startKeyServer({
-      [`/v2/guilds/${GUILD}`]: { body: { id: 42, name: 'Our Guild', urlName: GUILD } },
-      [membershipPath(member.address)]: { body: roles(true) },
-    });
-    bed.prosody = await startProsody({
-      name: 'wallet-legacy',
-      mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
-      muc: {
-        modules_enabled: ['gatehouse_token_verification', 'token_moderation', 'gatehouse_wallet'],
-        gatehouse_wallet_guild_api: bed.guildApi.url,
-        gatehouse_wallet_legacy_format: true,
-      },
-    });
-    bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
-    bed.clients.push(bed.focus);
-  });
-  after(async () => {
-    await Promise.all(bed.clients.map(disconnect));
-    await bed.prosody?.stop();
-    await bed.guildApi?.close();
-  });
+  const bed = walletBed('wallet-legacy', () => ({
+    [membershipPath(member.address)]: { body: roles(true) },
+  }), { gatehouse_wallet_legacy_format: true });
 
   it('Guild:/Challenge: in the description, Signature:/Address: features; the code rotates after each use', async () => {
     const login = async (context = {}) => {
