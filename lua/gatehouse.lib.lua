@@ -58,6 +58,56 @@ if not waiting then
 	end);
 end
 
+-- What each session's *verified* token says: one registry per process, kept on the native
+-- table every module shares. Only signature-verifying providers write it: gatehouse's token
+-- provider (lib.set_verified_claims) and jitsi-meet's mod_auth_token, through the event it fires
+-- once a signature checks out. Matrix widget tokens (signed with the public secret "notused")
+-- and the ?token= that URL hooks keep on guests' sessions never get here, although they fill
+-- session.jitsi_meet_context_* too. Weak keys: an entry goes with its session.
+local verified = native.verified_registry;
+if not verified then
+	verified = setmetatable({}, { __mode = "k" });
+	native.verified_registry = verified;
+end
+
+--- Records the claims of a token whose signature was just verified for this session.
+function lib.set_verified_claims(session, claims)
+	verified[session] = { token = session.auth_token; claims = claims };
+end
+
+--- Moves verified claims to the session that takes over (stream resumption).
+function lib.move_verified_claims(from_session, to_session)
+	verified[to_session] = verified[from_session];
+end
+
+--- The claims of this session's verified token, or nil. The one source of every privilege a
+-- token can carry (owner, moderator, bypass, lobby skip, room changes): never read those from
+-- session.jitsi_meet_context_*, which unverified tokens can fill. The claims count only while
+-- the session still holds the token they came from (a failed login clears session.auth_token).
+function lib.verified_claims(session)
+	local entry = session and verified[session];
+	if entry and entry.token ~= nil and entry.token == session.auth_token then
+		return entry.claims;
+	end
+	return nil;
+end
+
+--- A table-valued part of the verified claims (`context.user`, `context.room`), or nil.
+function lib.verified_context(session, part)
+	local claims = lib.verified_claims(session);
+	local context = claims and claims.context;
+	local value = type(context) == "table" and context[part] or nil;
+	return type(value) == "table" and value or nil;
+end
+
+-- jitsi-meet's own provider fires this after a signature checked out (token/util.lib.lua), so
+-- gatehouse's MUC modules also work behind the stock mod_auth_token.
+module:hook_global("jitsi-authentication-token-verified", function (event)
+	if event.session and type(event.claims) == "table" then
+		lib.set_verified_claims(event.session, event.claims);
+	end
+end);
+
 -- Metrics through Prosody's statistics API (module:metric: the same on 0.12 and 13; a no-op
 -- unless `statistics` is configured). Families are made on first use, per module, so a module
 -- that never makes a remote call lists none. Labels are bounded: outcomes and reason codes

@@ -82,6 +82,7 @@ local function bind_claims(session, claims)
 	session.jitsi_meet_context_features = context.features;
 	session.jitsi_meet_context_room = context.room;
 	session.gatehouse_token_claims = claims;
+	gatehouse.set_verified_claims(session, claims);
 end
 
 -- Waits for a verification that needed a key fetch. A key-server verifier answers at once only
