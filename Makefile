@@ -5,6 +5,7 @@
 #   make test       every test: Rust core, Lua-level on every Lua, end-to-end against
 #                   Prosody 0.12 (the system's) and Prosody 13 (a cached Debian 13 root)
 #   make test-prosody13   the end-to-end suite against Prosody 13 only
+#   make test-differential  upstream's modules vs gatehouse's, side by side, on Prosody 0.12 and 13
 #   make test-lua-all     build for 5.1 5.2 5.3 luajit and run the Lua-level tests in each
 #   make deb        dist/gatehouse_<version>_<arch>.deb (plugins into $(PLUGIN_DIR))
 #   make test-deb   install that .deb and run an end-to-end test against the installed files
@@ -40,6 +41,8 @@ LUA_BIN := $(LUA_BIN_$(LUA))
 # command:Debian package pairs the run and test targets need; installed only when missing.
 NEEDS := prosody:prosody lua5.4:lua5.4 lua5.1:lua5.1 lua5.2:lua5.2 lua5.3:lua5.3 luajit:luajit \
 	node:nodejs npm:npm debootstrap:debootstrap
+# Lua libraries of the upstream modules the differential tests run (jitsi-meet-prosody's Depends).
+UPSTREAM_LUA_LIBS := lua-basexx lua-inspect lua-cjson lua-luaossl lua-sec
 
 # The other Lua builds `make test` checks (5.4 is the main build). Each gets its own tree under
 # target/, so the 5.4 tree in $(DIST) that the other steps use is never clobbered.
@@ -60,7 +63,7 @@ SYNAPSE_VENV ?= $(HOME)/.cache/gatehouse/synapse-venv
 export SYNAPSE_PYTHON := $(SYNAPSE_VENV)/bin/python
 
 .PHONY: fuzz all build deps synapse install run test test-rust test-lua test-lua-all test-e2e \
-	prosody13-root test-prosody13 deb test-deb bench clean
+	prosody13-root test-prosody13 test-differential deb test-deb bench clean
 
 all: build
 
@@ -84,6 +87,8 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@dpkg-query -W $(UPSTREAM_LUA_LIBS) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(UPSTREAM_LUA_LIBS); }
 	@# Debian starts the packaged service on install; ours run on their own ports and configs.
 	@if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
@@ -97,7 +102,7 @@ synapse:
 run: deps build
 	node tests/e2e/demo.js
 
-test: deps synapse build test-rust test-lua test-lua-all test-e2e test-prosody13
+test: deps synapse build test-rust test-lua test-lua-all test-e2e test-prosody13 test-differential
 
 test-rust:
 	$(CARGO) test --locked
@@ -120,6 +125,11 @@ prosody13-root:
 
 test-prosody13: prosody13-root
 	cd tests/e2e && PROSODY_ROOT=$(PROSODY13_ROOT) npm test
+
+# The same scenarios against upstream's modules (../shared/upstream) and gatehouse's.
+test-differential: prosody13-root
+	cd tests/e2e && npm run test:differential
+	cd tests/e2e && PROSODY_ROOT=$(PROSODY13_ROOT) npm run test:differential
 
 deb:
 	test -f $(DIST)/gatehouse.so || $(MAKE) --no-print-directory build

@@ -5,7 +5,19 @@
 set -eu
 root=${1:?usage: $0 DIR}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# Prosody, and the Lua libraries the upstream modules need for the differential tests.
+packages="prosody lua-cjson lua-basexx lua-inspect lua-luaossl lua-sec"
 if [ -x "$root/usr/bin/prosody" ] && [ -f "$root/.gatehouse-ready" ]; then
+	# A root made before a package joined the list gets it added.
+	chroot "$root" dpkg-query -W $packages >/dev/null 2>&1 && exit 0
+	echo "prosody13-root: adding packages to $root"
+	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $packages >>"$root.log" 2>&1 || {
+		chroot "$root" apt-get update -qq >>"$root.log" 2>&1 &&
+		chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $packages >>"$root.log" 2>&1; } || {
+		tail -20 "$root.log" >&2; exit 1; }
+	chroot "$root" apt-get clean
 	exit 0
 fi
 command -v debootstrap >/dev/null 2>&1 || {
@@ -20,7 +32,7 @@ debootstrap --variant=minbase trixie "$root.tmp" "$mirror" >"$root.log" 2>&1 || 
 printf '#!/bin/sh\nexit 101\n' >"$root.tmp/usr/sbin/policy-rc.d"
 chmod 0755 "$root.tmp/usr/sbin/policy-rc.d"
 chroot "$root.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	--no-install-recommends prosody lua-cjson >>"$root.log" 2>&1 || {
+	--no-install-recommends $packages >>"$root.log" 2>&1 || {
 	tail -20 "$root.log" >&2; exit 1; }
 chroot "$root.tmp" apt-get clean
 rm -rf "$root"

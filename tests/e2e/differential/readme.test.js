@@ -1,0 +1,38 @@
+// The one list of documented differences (differences.json) is well formed, the README's
+// "Differences from upstream" section is exactly what it renders, and no other part of the
+// README keeps its own list of differences.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { readList, validate, withSection, README_FILE, BEGIN, END } from './readme.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+test('differences.json is well formed (fields, kebab-case unique ids, known modules)', () => {
+  assert.deepEqual(validate(readList()), []);
+});
+
+test("README's differences section is generated from differences.json", () => {
+  const readme = fs.readFileSync(README_FILE, 'utf8');
+  assert.ok(readme === withSection(readme, readList()),
+    'README.md and differences.json disagree: run `node tests/e2e/differential/readme.js --write`');
+});
+
+test('the README lists differences only in the generated section', () => {
+  const readme = fs.readFileSync(README_FILE, 'utf8');
+  const outside = readme.slice(0, readme.indexOf(BEGIN)) + readme.slice(readme.indexOf(END));
+  const lists = outside.split('\n').filter((l) => /^\*\*(Differences from upstream|How this differs)\*\*/.test(l)
+    && !l.includes('(#differences-from-upstream)'));
+  assert.deepEqual(lists, [], 'put these differences into differences.json instead');
+});
+
+test('every difference a scenario names is listed', () => {
+  const ids = new Set(readList().map((d) => d.id));
+  const named = fs.readdirSync(HERE).filter((f) => f.endsWith('.test.js'))
+    .flatMap((f) => [...fs.readFileSync(path.join(HERE, f), 'utf8').matchAll(/differences: \[([^\]]*)\]/g)])
+    .flatMap((m) => [...m[1].matchAll(/'([^']+)'/g)].map((q) => q[1]));
+  assert.deepEqual(named.filter((id) => !ids.has(id)), []);
+});

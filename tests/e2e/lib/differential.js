@@ -1,0 +1,294 @@
+// Differential testing: upstream's modules are the oracle.
+//
+// One neutral deployment description (`spec`) becomes two real Prosodys: one loading the
+// upstream modules gatehouse replaces (from ../shared/upstream, lib/upstream.js), one loading
+// gatehouse's. A scenario is a function of a `Side` (login, join, read session fields…); it runs
+// against both at once with the same tokens, and records what a client or another module can
+// observe. The two records must be equal, unless the scenario names entries of
+// tests/e2e/differential/differences.json, the one list of documented differences.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+
+import { startProsody, MUC_DOMAIN, DOMAIN, REPO_ROOT } from './prosody.js';
+import { connect, connectFocus, createRoomAsFocus, joinRoom, disconnect, xml, waitForStanza } from './client.js';
+import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV, checkUpstream } from './upstream.js';
+
+const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
+const GATEHOUSE_DIST = process.env.GATEHOUSE_DIST ?? path.join(REPO_ROOT, 'dist/prosody-plugins');
+export const DIFFERENCES_FILE = path.join(E2E_DIR, 'differential/differences.json');
+export const GUEST_DOMAIN = `guest.${DOMAIN}`;
+const PROBE_NS = 'urn:gatehouse:e2e:session-probe';
+
+/** The documented differences, by id. */
+export function loadDifferences() {
+  const list = JSON.parse(fs.readFileSync(DIFFERENCES_FILE, 'utf8'));
+  return new Map(list.map((d) => [d.id, d]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Configs. Module names per side; everything else in a spec is the same on both sides.
+
+const MODULES = {
+  upstream: {
+    token: 'token', // authentication provider
+    token_verification: 'token_verification',
+  },
+  gatehouse: {
+    token: 'gatehouse_token',
+    token_verification: 'gatehouse_token_verification',
+  },
+};
+// Modules that keep their upstream name in gatehouse (drop-in by name), and the lobby stand-in.
+const SAME_NAME = ['token_moderation', 'token_security_ondemand', 'token_lobby_bypass',
+  'matrix_power_sync', 'matrix_user_verification'];
+const LOBBY = 'e2e_lobby_standin';
+
+/** True when this build of gatehouse ships `mod_<name>.lua` (modules other helpers still add). */
+export function gatehouseHas(name) {
+  return fs.existsSync(path.join(GATEHOUSE_DIST, `mod_${name}.lua`));
+}
+
+function moduleName(side, name) {
+  if (name === 'lobby') return LOBBY;
+  if (SAME_NAME.includes(name)) return name;
+  const mapped = MODULES[side][name];
+  if (!mapped) throw new Error(`differential: unknown module ${name}`);
+  return mapped;
+}
+
+/**
+ * @param {'upstream'|'gatehouse'} side
+ * @param {object} spec
+ * @param {'token'|'matrix_user_verification'} [spec.auth='token']
+ * @param {object} [spec.host]   options of the main VirtualHost (token options: app_id, …)
+ * @param {string[]} [spec.mucModules]  neutral names: token_verification, token_moderation,
+ *        token_security_ondemand, token_lobby_bypass, matrix_power_sync, lobby (the stand-in)
+ * @param {object} [spec.muc]    other options of the MUC component
+ * @param {boolean} [spec.guestHost]  add VirtualHost guest.meet.test (anonymous), as Jitsi's
+ *        "secure domain" setup has for guests
+ */
+export function sideConfig(side, spec, name) {
+  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false } = spec;
+  const extra = guestHost
+    ? `VirtualHost "${GUEST_DOMAIN}"\n  authentication = "anonymous"\n  c2s_require_encryption = false\n`
+    : '';
+  return {
+    name: `diff-${name}-${side}`,
+    pluginPaths: side === 'upstream' ? UPSTREAM_PLUGIN_PATHS : [GATEHOUSE_DIST],
+    env: side === 'upstream' ? UPSTREAM_ENV : {},
+    global: { modules_enabled: ['e2e_session_probe'] },
+    mainHost: { ...host, authentication: auth === 'token' ? moduleName(side, 'token') : auth },
+    muc: { ...muc, modules_enabled: mucModules.map((m) => moduleName(side, m)) },
+    extraLua: { authHost: extra ? `\n${extra}` : undefined },
+  };
+}
+
+/** Starts both Prosodys of `spec`. Resolves { upstream, gatehouse, sides, stop() }. */
+export async function startPair(spec, name = 'pair') {
+  checkUpstream();
+  const started = await Promise.allSettled(['upstream', 'gatehouse']
+    .map((side) => startProsody(sideConfig(side, spec, name))));
+  const [up, gh] = started.map((r) => (r.status === 'fulfilled' ? r.value : null));
+  const stop = () => Promise.all([up?.stop(), gh?.stop()]);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return { upstream: up, gatehouse: gh, sides: { upstream: new Side('upstream', up), gatehouse: new Side('gatehouse', gh) }, stop };
+}
+
+// ---------------------------------------------------------------------------------------
+// What a scenario can do on one side. Every call returns plain data (what a client saw), so
+// the two sides' records can be compared; clients are closed when the scenario ends.
+
+let roomCounter = 0;
+/** A fresh room name (the same on both sides: call it once per scenario, outside `run`). */
+export function freshRoom(prefix = 'room') {
+  roomCounter += 1;
+  return `${prefix}${roomCounter}-${process.pid % 10000}`;
+}
+
+export class Side {
+  constructor(name, prosody) {
+    this.name = name;
+    this.prosody = prosody;
+    this.clients = [];
+    this.focus = null;
+  }
+
+  /**
+   * Logs in over WebSocket (?token=, ?room=, more query parameters). Resolves
+   * { ok: true, client } or { ok: false, condition, text }.
+   */
+  async login({ token, room, query, domain, headers } = {}) {
+    try {
+      const { xmpp } = await connect({ httpPort: this.prosody.httpPort, token, room, query, domain, headers, timeoutMs: 4000 });
+      this.clients.push(xmpp);
+      return { ok: true, client: xmpp };
+    } catch (err) {
+      // Neither success nor failure: what a client sees when the provider throws.
+      if (err.timeout) return { ok: false, condition: 'no-answer', text: '' };
+      if (!err.condition) throw err;
+      return { ok: false, condition: err.condition, text: err.text ?? '' };
+    }
+  }
+
+  /** The session fields other modules read, as the observer module reports them. */
+  async fields(client) {
+    const reply = await client.iqCaller.request(
+      xml('iq', { type: 'get', to: client.jid.domain }, xml('query', { xmlns: PROBE_NS })), 5000);
+    return JSON.parse(reply.getChildText('query', PROBE_NS) ?? reply.text());
+  }
+
+  /** Focus (Jicofo) creates the room, as in a Jitsi deployment. */
+  async createRoom(room) {
+    if (!this.focus) {
+      this.focus = (await connectFocus({ httpPort: this.prosody.httpPort })).xmpp;
+      this.clients.push(this.focus);
+    }
+    await createRoomAsFocus(this.focus, `${room}@${MUC_DOMAIN}`);
+  }
+
+  /**
+   * Joins `room` (a node on the MUC). Resolves { ok, affiliation, role } from the first
+   * self-presence, or { ok: false, type, condition, text, children } from the error. Later
+   * self-presences are kept for `settled`.
+   */
+  async join(client, room, nick = 'user', opts = {}) {
+    const seen = [];
+    const onStanza = (s) => {
+      if (s.name !== 'presence' || s.attrs.type || !s.attrs.from?.startsWith(`${room}@${MUC_DOMAIN}/`)) return;
+      const x = s.getChild('x', 'http://jabber.org/protocol/muc#user');
+      if (!x?.getChildren('status').some((st) => st.attrs.code === '110')) return;
+      const item = x.getChild('item');
+      seen.push({ affiliation: item?.attrs.affiliation, role: item?.attrs.role });
+    };
+    client.on('stanza', onStanza);
+    (client.selfPresences ??= new Map()).set(room, seen);
+    try {
+      const self = await joinRoom(client, `${room}@${MUC_DOMAIN}`, nick, { timeoutMs: 4000, ...opts });
+      return { ok: true, affiliation: self.affiliation, role: self.role };
+    } catch (err) {
+      client.removeListener('stanza', onStanza);
+      // No answer at all: what upstream gives when a module throws during the join.
+      if (err.timeout) return { ok: false, noReply: true };
+      if (!err.stanza) throw err;
+      return { ok: false, type: err.type, condition: err.condition, text: err.text, children: err.children };
+    }
+  }
+
+  /**
+   * The affiliation and role `client` holds in `room` once the join has settled: its last
+   * self-presence after `ms` (upstream's token_moderation sends a second one after the join).
+   */
+  async settled(client, room, ms = 250) {
+    await new Promise((r) => setTimeout(r, ms));
+    const seen = client.selfPresences?.get(room) ?? [];
+    return seen[seen.length - 1] ?? null;
+  }
+
+  /** Sends an owner's affiliation change; resolves 'result' or the error condition. */
+  async setAffiliation(client, room, jid, affiliation) {
+    try {
+      await client.iqCaller.request(xml('iq', { type: 'set', to: `${room}@${MUC_DOMAIN}` },
+        xml('query', { xmlns: 'http://jabber.org/protocol/muc#admin' },
+          xml('item', { jid, affiliation }))), 5000);
+      return 'result';
+    } catch (err) {
+      return err.condition ?? String(err.message);
+    }
+  }
+
+  async close() {
+    await Promise.all(this.clients.map((c) => disconnect(c)));
+    this.clients = [];
+    this.focus = null;
+  }
+}
+
+export { waitForStanza };
+
+// ---------------------------------------------------------------------------------------
+// Comparison.
+
+// Parts of a record that depend on the second they ran in, not on the module.
+function normalize(value) {
+  if (typeof value === 'string') return value.replace(/\(\d+ sec since expired/, '(N sec since expired');
+  if (Array.isArray(value)) return value.map(normalize);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, normalize(v)]));
+  }
+  return value;
+}
+
+/** Lines "path: upstream → gatehouse" for every place the two records differ. */
+export function describeDifference(up, gh, at = '') {
+  if (isDeepStrictEqual(up, gh)) return [];
+  const objects = up && gh && typeof up === 'object' && typeof gh === 'object' && Array.isArray(up) === Array.isArray(gh);
+  if (!objects) return [`${at || '(record)'}: ${JSON.stringify(up)} → ${JSON.stringify(gh)}`];
+  const keys = [...new Set([...Object.keys(up), ...Object.keys(gh)])];
+  return keys.flatMap((k) => describeDifference(up[k], gh[k], at ? `${at}.${k}` : k));
+}
+
+/**
+ * Runs `scenario(side)` on both sides at once and compares the records. Equal records pass.
+ * Different records pass only when `differences` names documented differences (ids of
+ * differences.json) — and then the scenario must really differ, so a stale id fails too.
+ * `gatehouse` (optional) is checked against gatehouse's record when it may differ: a partial
+ * record of what gatehouse must do instead.
+ */
+export async function compareSides(pair, scenario, { differences = [], gatehouse } = {}) {
+  const known = loadDifferences();
+  for (const id of differences) {
+    if (!known.has(id)) throw new Error(`scenario names difference "${id}", which differences.json does not list`);
+  }
+  let records;
+  try {
+    records = await Promise.all(['upstream', 'gatehouse'].map((side) => scenario(pair.sides[side])));
+  } finally {
+    await Promise.all(Object.values(pair.sides).map((s) => s.close()));
+  }
+  const [up, gh] = records.map(normalize);
+  const diff = describeDifference(up, gh);
+  const report = `upstream:  ${JSON.stringify(up)}\ngatehouse: ${JSON.stringify(gh)}\ndifferences:\n  ${diff.join('\n  ')}`;
+  if (differences.length === 0 && diff.length > 0) {
+    throw new Error(`gatehouse differs from upstream and the scenario names no documented difference\n${report}`);
+  }
+  if (differences.length > 0 && diff.length === 0) {
+    throw new Error(`scenario names ${differences.join(', ')} but both sides agree: remove the stale id\n${report}`);
+  }
+  if (gatehouse) {
+    const wrong = describeDifference(pick(gh, gatehouse), normalize(gatehouse));
+    if (wrong.length) throw new Error(`gatehouse's record is not the documented one:\n  ${wrong.join('\n  ')}\n${report}`);
+  }
+  return { upstream: up, gatehouse: gh, diff };
+}
+
+// The part of `record` that `shape` describes (same keys, recursively).
+function pick(record, shape) {
+  if (!shape || typeof shape !== 'object' || Array.isArray(shape) || !record || typeof record !== 'object') return record;
+  return Object.fromEntries(Object.keys(shape).map((k) => [k, pick(record[k], shape[k])]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Test files: one pair of Prosodys per deployment, many scenarios on it.
+
+/**
+ * Declares a node:test suite: `spec` is started once (both sides), then each scenario runs on
+ * both and is compared. A scenario: { name, run(side) → record, differences?, gatehouse?,
+ * todo?, skip? }. `todo` names the issue item of a gatehouse defect another change fixes.
+ */
+export async function differentialSuite(title, spec, scenarios) {
+  const { describe, before, after, test } = await import('node:test');
+  describe(title, () => {
+    let pair;
+    before(async () => { pair = await startPair(spec, title.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 30)); });
+    after(() => pair?.stop());
+    for (const sc of scenarios) {
+      test(sc.name, { todo: sc.todo, skip: sc.skip }, () => compareSides(pair, sc.run, sc));
+    }
+  });
+}
