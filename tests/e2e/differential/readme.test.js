@@ -4,12 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { readList, validate, withSection, README_FILE, BEGIN, END } from './readme.js';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 test('differences.json is well formed (fields, kebab-case unique ids, known modules)', () => {
   assert.deepEqual(validate(readList()), []);
@@ -27,12 +23,4 @@ test('the README lists differences only in the generated section', () => {
   const lists = outside.split('\n').filter((l) => /^\*\*(Differences from upstream|How this differs)\*\*/.test(l)
     && !l.includes('(#differences-from-upstream)'));
   assert.deepEqual(lists, [], 'put these differences into differences.json instead');
-});
-
-test('every difference a scenario names is listed', () => {
-  const ids = new Set(readList().map((d) => d.id));
-  const named = fs.readdirSync(HERE).filter((f) => f.endsWith('.test.js'))
-    .flatMap((f) => [...fs.readFileSync(path.join(HERE, f), 'utf8').matchAll(/differences: \[([^\]]*)\]/g)])
-    .flatMap((m) => [...m[1].matchAll(/'([^']+)'/g)].map((q) => q[1]));
-  assert.deepEqual(named.filter((id) => !ids.has(id)), []);
 });
