@@ -197,6 +197,28 @@ export class Side {
     return seen[seen.length - 1] ?? null;
   }
 
+  /**
+   * Counts, from now on, the room's status-104 messages ("configuration changed") focus
+   * receives. Resolves a function returning the count so far.
+   */
+  count104(room) {
+    let n = 0;
+    this.focus.on('stanza', (s) => {
+      if (s.name !== 'message' || s.attrs.from !== `${room}@${MUC_DOMAIN}`) return;
+      const x = s.getChild('x', 'http://jabber.org/protocol/muc#user');
+      if (x?.getChildren('status').some((st) => st.attrs.code === '104')) n += 1;
+    });
+    return () => n;
+  }
+
+  /** The room's muc_* disco features as focus sees them (membersonly, passwordprotected, …). */
+  async roomFeatures(room) {
+    const reply = await this.focus.iqCaller.request(xml('iq', { type: 'get', to: `${room}@${MUC_DOMAIN}` },
+      xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })), 5000);
+    return (reply.getChild('query')?.getChildren('feature') ?? []).map((f) => f.attrs.var)
+      .filter((v) => /^muc_(membersonly|open|passwordprotected|unsecured)$/.test(v)).sort();
+  }
+
   /** Sends an iq; resolves { ok: true } or { ok: false, condition, text } from the error. */
   async iq(client, stanza) {
     try {
