@@ -72,19 +72,23 @@ function moduleName(side, name) {
  * @param {string[]} [spec.mucModules]  neutral names: token_verification, token_moderation,
  *        token_security_ondemand, token_lobby_bypass, matrix_power_sync, lobby (the stand-in)
  * @param {object} [spec.muc]    other options of the MUC component
+ * @param {string[]} [spec.jitsiGlobal]  global jitsi-meet modules a real deployment loads beside
+ *        the ones gatehouse replaces (e.g. jitsi_session), on both sides, from upstream's tree
  * @param {boolean} [spec.guestHost]  add VirtualHost guest.meet.test (anonymous), as Jitsi's
  *        "secure domain" setup has for guests
  */
 export function sideConfig(side, spec, name) {
-  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false } = spec;
+  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false, jitsiGlobal = [] } = spec;
   const extra = guestHost
     ? `VirtualHost "${GUEST_DOMAIN}"\n  authentication = "anonymous"\n  c2s_require_encryption = false\n`
     : '';
   return {
     name: `diff-${name}-${side}`,
-    pluginPaths: side === 'upstream' ? UPSTREAM_PLUGIN_PATHS : [GATEHOUSE_DIST],
-    env: side === 'upstream' ? UPSTREAM_ENV : {},
-    global: { modules_enabled: ['e2e_session_probe'] },
+    // gatehouse's modules first; Jitsi's other modules (jitsiGlobal) come from upstream's tree.
+    pluginPaths: side === 'upstream' ? UPSTREAM_PLUGIN_PATHS
+      : [GATEHOUSE_DIST, ...(jitsiGlobal.length ? [UPSTREAM_PLUGIN_PATHS[0]] : [])],
+    env: side === 'upstream' || jitsiGlobal.length ? UPSTREAM_ENV : {},
+    global: { modules_enabled: ['e2e_session_probe', ...jitsiGlobal] },
     mainHost: { ...host, authentication: auth === 'token' ? moduleName(side, 'token') : auth },
     muc: { ...muc, modules_enabled: mucModules.map((m) => moduleName(side, m)) },
     extraLua: { authHost: extra ? `\n${extra}` : undefined },
@@ -371,15 +375,24 @@ function pick(record, shape) {
 
 /**
  * Declares a node:test suite: `spec` is started once (both sides), then each scenario runs on
- * both and is compared. A scenario: { name, run(side) → record, differences?, gatehouse?,
+ * both and is compared. `spec` may be an async function resolving the spec (with an optional
+ * `cleanup()` run after the suite), for deployments that need a local service first. A scenario: { name, run(side) → record, differences?, gatehouse?,
  * todo?, skip? }. `todo` names the issue item of a gatehouse defect another change fixes.
  */
 export async function differentialSuite(title, spec, scenarios) {
   const { describe, before, after, test } = await import('node:test');
   describe(title, () => {
     let pair;
-    before(async () => { pair = await startPair(spec, title.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 30)); });
-    after(() => pair?.stop());
+    let resolved;
+    before(async () => {
+      // A function spec starts what the deployment needs first (a UVS stand-in, a key server).
+      resolved = typeof spec === 'function' ? await spec() : spec;
+      pair = await startPair(resolved, title.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 30));
+    });
+    after(async () => {
+      await pair?.stop();
+      await resolved?.cleanup?.();
+    });
     for (const sc of scenarios) {
       test(sc.name, { todo: sc.todo, skip: sc.skip }, () => compareSides(pair, sc.run, sc));
     }

@@ -13,7 +13,7 @@ local FIELDS = {
 	"jitsi_meet_room", "jitsi_meet_domain", "jitsi_meet_auth_issuer", "jitsi_meet_str_tenant",
 	"jitsi_meet_context_user", "jitsi_meet_context_group", "jitsi_meet_context_features",
 	"jitsi_meet_context_room", "jitsi_meet_tenant_mismatch", "jitsi_web_query_room",
-	"jitsi_web_query_prefix", "auth_matrix_user_verification_is_owner",
+	"jitsi_web_query_prefix", "jitsi_room", "auth_matrix_user_verification_is_owner",
 };
 
 -- JSON by hand: values may be JSON-null sentinels (lightuserdata) or anything else a token put
