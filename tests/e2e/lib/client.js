@@ -70,12 +70,14 @@ function hardClose(xmpp) {
  * @param {string} [o.mechanism="ANONYMOUS"]  SASL mechanism to use (must be offered)
  * @param {{username:string,password:string}} [o.credentials]  for PLAIN
  * @param {number} [o.timeoutMs=10000]
+ * @param {(xmpp) => void} [o.prepare]  called on the client before it starts (e.g. to set the
+ *        stream-management id of a session to resume)
  * @throws Error with .condition / .text on SASL failure (e.g. not-allowed, "Invalid signature"),
  *         .timeout on timeout, .offered when the mechanism is not offered.
  */
 export async function connect({
   httpPort, domain = DOMAIN, token, room, query = {}, headers = {},
-  mechanism = 'ANONYMOUS', credentials = {}, timeoutMs = DEFAULT_TIMEOUT,
+  mechanism = 'ANONYMOUS', credentials = {}, timeoutMs = DEFAULT_TIMEOUT, prepare,
 }) {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries({ token, room, ...query })) {
@@ -105,6 +107,7 @@ export async function connect({
   xmpp.lastError = null;
   xmpp.on('error', (err) => { xmpp.lastError = err; });
 
+  prepare?.(xmpp);
   try {
     await withTimeout(xmpp.start(), timeoutMs, `connect to ${service} timed out after ${timeoutMs} ms`);
   } catch (err) {

@@ -14,6 +14,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { startProsody, MUC_DOMAIN, DOMAIN, REPO_ROOT } from './prosody.js';
 import { connect, connectFocus, createRoomAsFocus, joinRoom, disconnect, xml, waitForStanza } from './client.js';
 import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV, checkUpstream } from './upstream.js';
+import { resumeStream } from './resume.js';
 
 const E2E_DIR = fileURLToPath(new URL('..', import.meta.url));
 const GATEHOUSE_DIST = process.env.GATEHOUSE_DIST ?? path.join(REPO_ROOT, 'dist/prosody-plugins');
@@ -50,6 +51,12 @@ const STAND_INS = {
   internal_affiliation: 'e2e_internal_affiliation', // modules that set affiliations themselves
 };
 
+/** True when the Prosody under test ships mod_smacks (0.12 and 13 do). */
+export function prosodyHasSmacks() {
+  const root = process.env.PROSODY_ROOT ?? '/';
+  return fs.existsSync(path.join(root, 'usr/lib/prosody/modules/mod_smacks.lua'));
+}
+
 /** True when this build of gatehouse ships `mod_<name>.lua` (modules other helpers still add). */
 export function gatehouseHas(name) {
   return fs.existsSync(path.join(GATEHOUSE_DIST, `mod_${name}.lua`));
@@ -74,11 +81,12 @@ function moduleName(side, name) {
  * @param {object} [spec.muc]    other options of the MUC component
  * @param {string[]} [spec.jitsiGlobal]  global jitsi-meet modules a real deployment loads beside
  *        the ones gatehouse replaces (e.g. jitsi_session), on both sides, from upstream's tree
+ * @param {boolean} [spec.smacks]  load mod_smacks (stream resumption)
  * @param {boolean} [spec.guestHost]  add VirtualHost guest.meet.test (anonymous), as Jitsi's
  *        "secure domain" setup has for guests
  */
 export function sideConfig(side, spec, name) {
-  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false, jitsiGlobal = [] } = spec;
+  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false, jitsiGlobal = [], smacks = false } = spec;
   const extra = guestHost
     ? `VirtualHost "${GUEST_DOMAIN}"\n  authentication = "anonymous"\n  c2s_require_encryption = false\n`
     : '';
@@ -88,7 +96,7 @@ export function sideConfig(side, spec, name) {
     pluginPaths: side === 'upstream' ? UPSTREAM_PLUGIN_PATHS
       : [GATEHOUSE_DIST, ...(jitsiGlobal.length ? [UPSTREAM_PLUGIN_PATHS[0]] : [])],
     env: side === 'upstream' || jitsiGlobal.length ? UPSTREAM_ENV : {},
-    global: { modules_enabled: ['e2e_session_probe', ...jitsiGlobal] },
+    global: { modules_enabled: ['e2e_session_probe', ...jitsiGlobal, ...(smacks ? ['smacks'] : [])] },
     mainHost: { ...host, authentication: auth === 'token' ? moduleName(side, 'token') : auth },
     muc: { ...muc, modules_enabled: mucModules.map((m) => moduleName(side, m)) },
     extraLua: { authHost: extra ? `\n${extra}` : undefined },
@@ -221,6 +229,30 @@ export class Side {
       xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })), 5000);
     return (reply.getChild('query')?.getChildren('feature') ?? []).map((f) => f.attrs.var)
       .filter((v) => /^muc_(membersonly|open|passwordprotected|unsecured)$/.test(v)).sort();
+  }
+
+  /**
+   * Drops `client`'s connection without closing its stream (a network change), then resumes the
+   * stream over a new connection carrying `token` (and ?previd=, as Jitsi's client does).
+   * Resolves { sasl, resumed, fields? } with the session fields of the resumed session.
+   */
+  async resume(client, token) {
+    const { id, inbound } = client.streamManagement;
+    if (!id) throw new Error('stream management is not enabled on this client');
+    client.reconnect?.stop();
+    client.socket?.socket?.terminate();
+    // Let Prosody notice the dropped connection and put the session into hibernation.
+    await new Promise((r) => setTimeout(r, 300));
+    const result = await resumeStream({ httpPort: this.prosody.httpPort, domain: client.jid.domain, token, previd: id, h: inbound });
+    const record = { sasl: result.sasl, resumed: result.resumed };
+    if (result.connection) {
+      this.clients.push({ stop: async () => result.connection.close() });
+      if (result.resumed === 'resumed') {
+        const reply = await result.connection.iq(xml('iq', { type: 'get', to: client.jid.domain }, xml('query', { xmlns: PROBE_NS })));
+        record.fields = JSON.parse(reply.getChildText('query', PROBE_NS));
+      }
+    }
+    return record;
   }
 
   /** Sends an iq; resolves { ok: true } or { ok: false, condition, text } from the error. */
