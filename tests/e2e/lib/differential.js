@@ -81,12 +81,15 @@ function moduleName(side, name) {
  * @param {object} [spec.muc]    other options of the MUC component
  * @param {string[]} [spec.jitsiGlobal]  global jitsi-meet modules a real deployment loads beside
  *        the ones gatehouse replaces (e.g. jitsi_session), on both sides, from upstream's tree
+ * @param {string[]} [spec.jitsiMuc]  jitsi-meet MUC modules loaded on both sides (from upstream's
+ *        tree), e.g. muc_resource_validate, to check how they get on with gatehouse's
  * @param {boolean} [spec.smacks]  load mod_smacks (stream resumption)
  * @param {boolean} [spec.guestHost]  add VirtualHost guest.meet.test (anonymous), as Jitsi's
  *        "secure domain" setup has for guests
  */
 export function sideConfig(side, spec, name) {
-  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false, jitsiGlobal = [], smacks = false } = spec;
+  const { auth = 'token', host = {}, mucModules = [], muc = {}, guestHost = false, jitsiGlobal = [], jitsiMuc = [], smacks = false } = spec;
+  const jitsiModules = jitsiGlobal.length + jitsiMuc.length > 0;
   const extra = guestHost
     ? `VirtualHost "${GUEST_DOMAIN}"\n  authentication = "anonymous"\n  c2s_require_encryption = false\n`
     : '';
@@ -94,11 +97,11 @@ export function sideConfig(side, spec, name) {
     name: `diff-${name}-${side}`,
     // gatehouse's modules first; Jitsi's other modules (jitsiGlobal) come from upstream's tree.
     pluginPaths: side === 'upstream' ? UPSTREAM_PLUGIN_PATHS
-      : [GATEHOUSE_DIST, ...(jitsiGlobal.length ? [UPSTREAM_PLUGIN_PATHS[0]] : [])],
-    env: side === 'upstream' || jitsiGlobal.length ? UPSTREAM_ENV : {},
+      : [GATEHOUSE_DIST, ...(jitsiModules ? [UPSTREAM_PLUGIN_PATHS[0]] : [])],
+    env: side === 'upstream' || jitsiModules ? UPSTREAM_ENV : {},
     global: { modules_enabled: ['e2e_session_probe', ...jitsiGlobal, ...(smacks ? ['smacks'] : [])] },
     mainHost: { ...host, authentication: auth === 'token' ? moduleName(side, 'token') : auth },
-    muc: { ...muc, modules_enabled: mucModules.map((m) => moduleName(side, m)) },
+    muc: { ...muc, modules_enabled: [...mucModules.map((m) => moduleName(side, m)), ...jitsiMuc] },
     extraLua: { authHost: extra ? `\n${extra}` : undefined },
   };
 }
@@ -149,6 +152,8 @@ export class Side {
     } catch (err) {
       // Neither success nor failure: what a client sees when the provider throws.
       if (err.timeout) return { ok: false, condition: 'no-answer', text: '' };
+      // No provider offers SASL ANONYMOUS (e.g. the auth module refused to load).
+      if (err.offered) return { ok: false, condition: 'mechanism-not-offered', text: '' };
       if (!err.condition) throw err;
       return { ok: false, condition: err.condition, text: err.text ?? '' };
     }
