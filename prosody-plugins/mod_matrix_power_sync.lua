@@ -8,6 +8,10 @@ local jid = require "util.jid";
 local gatehouse = module:require "gatehouse";
 local room_id_of = gatehouse.native.matrix.room_id;
 
+-- A Matrix-verified session joins only its own room's conference (not upstream's, which
+-- checks the room at login only): enabling power sync is enough to get that check.
+module:depends("matrix_room_check");
+
 -- True only while this module sets an affiliation itself.
 local granting = false;
 

@@ -32,6 +32,11 @@ pub const WIDGET_SECRET: &[u8] = b"notused";
 /// Matrix specification's default for it.
 pub const DEFAULT_STATE_DEFAULT: i64 = 50;
 
+/// Oldest cached answer that may still make an owner. Element reuses one OpenID token on every
+/// rejoin of a widget, so without this bound a user demoted in Matrix would stay owner for the
+/// whole cache TTL; an older owner answer is asked again (membership alone is still reused).
+pub const OWNER_ANSWER_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// Longest Jitsi room name decoded, in bytes; room IDs are far shorter.
 const MAX_ROOM_NAME: usize = 1024;
 
@@ -104,6 +109,7 @@ impl MatrixError {
             MatrixError::Denied(Denial::NotInRoom) => "not_in_room",
             MatrixError::Denied(Denial::NoPowerLevels) => "no_power_levels",
             MatrixError::Denied(Denial::NoOpenIdToken) => "missing_openid_token",
+            MatrixError::Denied(Denial::NoServerName) => "missing_server_name",
             MatrixError::Denied(
                 Denial::Status(_) | Denial::BadReply(_) | Denial::HomeserverStatus { .. },
             ) => "invalid_response",
@@ -171,6 +177,9 @@ pub enum Denial {
     /// The token has no `context.matrix.token`, so there is nothing to ask UVS about (UVS
     /// would answer 400).
     NoOpenIdToken,
+    /// Homeserver mode: the token has no `context.matrix.server_name`, so the homeserver that
+    /// issued the OpenID token is unknown (UVS answers 400 to such a request).
+    NoServerName,
     /// A status other than 200: 403 for a wrong `uvs_auth_token`, 400 for a malformed request.
     Status(u16),
     /// A 200 reply that is not the JSON UVS (or the homeserver) sends.
@@ -194,6 +203,9 @@ impl fmt::Display for Denial {
                 write!(f, "member, but the room's power levels are unknown (uvs_sync_power_levels is on)")
             }
             Denial::NoOpenIdToken => write!(f, "no context.matrix.token in the widget token"),
+            Denial::NoServerName => {
+                write!(f, "no context.matrix.server_name in the widget token (homeserver mode)")
+            }
             Denial::Status(403) => write!(f, "UVS: http status: 403 (check uvs_auth_token)"),
             Denial::Status(status) => write!(f, "UVS: http status: {status}"),
             Denial::BadReply(what) => write!(f, "unexpected reply: {what}"),
@@ -490,6 +502,16 @@ pub struct Verifier {
 struct Allowed {
     user_id: Option<String>,
     is_owner: bool,
+    /// When UVS or the homeserver gave it.
+    answered: Instant,
+}
+
+impl Allowed {
+    /// Whether this answer may still be reused at `at`: membership for the whole TTL (the
+    /// cache drops it after that), ownership only while younger than [`OWNER_ANSWER_MAX_AGE`].
+    fn reusable(&self, at: Instant) -> bool {
+        !self.is_owner || at.saturating_duration_since(self.answered) <= OWNER_ANSWER_MAX_AGE
+    }
 }
 
 impl Verifier {
@@ -545,8 +567,8 @@ impl Verifier {
         match self.prepare(token, room_name, now) {
             Err(error) => Check::Done(Err(error)),
             Ok(call) => match self.lock_cache().get(&call.request, at) {
-                Some(hit) => Check::Done(Ok(admit(call, hit, true))),
-                None => Check::Ask(call),
+                Some(hit) if hit.reusable(at) => Check::Done(Ok(admit(call, hit, true))),
+                _ => Check::Ask(call),
             },
         }
     }
@@ -563,7 +585,9 @@ impl Verifier {
             }
         };
         let allowed = match decision {
-            Decision::Allow { user_id, is_owner } => Allowed { user_id, is_owner },
+            Decision::Allow { user_id, is_owner } => {
+                Allowed { user_id, is_owner, answered: Instant::now() }
+            }
             Decision::Deny(denial) => return Err(MatrixError::Denied(denial)),
         };
         self.lock_cache().insert(
@@ -621,6 +645,11 @@ impl Verifier {
             _ => return Err(MatrixError::Denied(Denial::NoOpenIdToken)),
         };
         let server_name = string_field(matrix, "server_name");
+        // UVS refuses such a request (400); asking the configured homeserver instead would
+        // vouch for a token whose issuer nobody named.
+        if server_name.is_none() && matches!(self.config.backend, Backend::Homeserver { .. }) {
+            return Err(MatrixError::Denied(Denial::NoServerName));
+        }
         let request = UvsRequest { token: openid_token, room_id, server_name };
         Ok(UvsCall { request, claims })
     }

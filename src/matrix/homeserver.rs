@@ -84,13 +84,22 @@ fn userinfo(
     let Some(sub) = sub.filter(|s| s.starts_with('@') && s.contains(':')) else {
         return Err(MatrixError::Denied(Denial::BadReply("userinfo has no user ID in 'sub'")));
     };
-    // A token said to be from another server is not this homeserver's to vouch for.
+    // A token said to be from another server is not this homeserver's to vouch for. Compared
+    // by suffix, as UVS does: server names may carry a port (`@bob:host:8448`).
     if let Some(server) = &request.server_name {
-        if sub.rsplit_once(':').map(|(_, s)| s) != Some(server.as_str()) {
+        if !user_on_server(&sub, server) {
             return Ok(None);
         }
     }
     Ok(Some(sub))
+}
+
+/// Whether `user_id` belongs to `server_name`: everything after the user ID's first colon is
+/// the server name, port included (`@bob:host:8448`), since a localpart never holds a colon.
+/// UVS's `endsWith(':' + server_name)` agrees for every real server name, and this also
+/// refuses a bare port (`8448`) claimed as one.
+pub(super) fn user_on_server(user_id: &str, server_name: &str) -> bool {
+    user_id.split_once(':').is_some_and(|(local, server)| local.len() > 1 && server == server_name)
 }
 
 /// Whether the admin API's `{"members": [...]}` lists `user_id`.
@@ -284,6 +293,16 @@ mod tests {
         let keyed =
             state(json!([{"type": "m.room.power_levels", "state_key": "x", "content": {}}]));
         assert_eq!(owner_from_state(&keyed, "@a:hs"), Err(Denial::NoPowerLevels));
+    }
+
+    #[test]
+    fn test_user_matches_server_by_suffix_port_included() {
+        assert!(user_on_server("@bob:host:8448", "host:8448"));
+        assert!(user_on_server("@bob:matrix.org", "matrix.org"));
+        assert!(!user_on_server("@bob:host:8448", "8448"), "the port alone is no server");
+        assert!(!user_on_server("@bob:evilmatrix.org", "matrix.org"), "a colon must precede");
+        assert!(!user_on_server("@bob:host", "host:8448"));
+        assert!(!user_on_server(":matrix.org", "matrix.org"));
     }
 
     #[test]

@@ -400,25 +400,26 @@ fn test_malformed_power_levels_are_bad_replies_when_syncing() {
     }
 }
 
+/// Puts a positive answer for `token` in the cache as if UVS had given it at `t0`.
+fn cache_answer(v: &Verifier, token: &str, is_owner: bool, t0: Instant) {
+    let Check::Ask(call) = v.check(Some(token), Some(ROOM_NAME), NOW, t0) else {
+        panic!("nothing cached yet")
+    };
+    let answer = Allowed { user_id: Some("@u:hs".into()), is_owner, answered: t0 };
+    v.lock_cache().insert(call.request.clone(), answer, v.config.cache_ttl, t0);
+}
+
 #[test]
-fn test_cached_positive_answer_is_reused_until_its_ttl_for_the_same_token_and_room() {
+fn test_cached_membership_is_reused_until_its_ttl_for_the_same_token_and_room() {
     let v = verifier_with(|c| c.cache_ttl = Duration::from_secs(30));
     let token = widget_token(element_claims());
     let t0 = Instant::now();
-    let Check::Ask(call) = v.check(Some(&token), Some(ROOM_NAME), NOW, t0) else {
-        panic!("nothing cached yet")
-    };
-    v.lock_cache().insert(
-        call.request.clone(),
-        Allowed { user_id: Some("@u:hs".into()), is_owner: true },
-        v.config.cache_ttl,
-        t0,
-    );
+    cache_answer(&v, &token, false, t0);
 
     match v.check(Some(&token), Some(&ROOM_NAME.to_lowercase()), NOW, t0 + Duration::from_secs(29))
     {
         Check::Done(Ok(admission)) => {
-            assert!(admission.cached && admission.is_owner);
+            assert!(admission.cached && !admission.is_owner);
             assert_eq!(admission.user_id.as_deref(), Some("@u:hs"));
             assert_eq!(admission.claims.0["context"]["user"]["name"], "Ana");
         }
@@ -439,6 +440,21 @@ fn test_cached_positive_answer_is_reused_until_its_ttl_for_the_same_token_and_ro
 }
 
 #[test]
+fn test_cached_ownership_is_reused_only_while_a_few_seconds_old() {
+    let v = verifier_with(|c| c.cache_ttl = Duration::from_secs(30));
+    let token = widget_token(element_claims());
+    let t0 = Instant::now();
+    cache_answer(&v, &token, true, t0);
+    match v.check(Some(&token), Some(ROOM_NAME), NOW, t0 + OWNER_ANSWER_MAX_AGE) {
+        Check::Done(Ok(admission)) => assert!(admission.cached && admission.is_owner),
+        other => panic!("a fresh owner answer is reused, got {other:?}"),
+    }
+    // Older: asked again, so a user demoted in Matrix meanwhile is not made owner from memory.
+    let later = t0 + OWNER_ANSWER_MAX_AGE + Duration::from_millis(1);
+    assert!(matches!(v.check(Some(&token), Some(ROOM_NAME), NOW, later), Check::Ask(_)));
+}
+
+#[test]
 fn test_cache_never_skips_the_token_checks() {
     let v = verifier();
     let mut claims = element_claims();
@@ -449,7 +465,7 @@ fn test_cache_never_skips_the_token_checks() {
     };
     v.lock_cache().insert(
         call.request.clone(),
-        Allowed { user_id: None, is_owner: false },
+        Allowed { user_id: None, is_owner: false, answered: Instant::now() },
         Duration::from_secs(60),
         Instant::now(),
     );
@@ -475,4 +491,17 @@ fn test_debug_output_never_shows_the_openid_token() {
     ] {
         assert!(!error.to_string().contains("openid-token-1"));
     }
+}
+
+#[test]
+fn test_homeserver_mode_refuses_a_token_without_server_name_before_asking() {
+    let v = Verifier::new(Config::homeserver("http://127.0.0.1:1", "admin-token".into())).unwrap();
+    let mut claims = element_claims();
+    claims["context"]["matrix"].as_object_mut().unwrap().remove("server_name");
+    let error = refusal(&v, Some(&widget_token(claims)), Some(ROOM_NAME));
+    assert_eq!(error, MatrixError::Denied(Denial::NoServerName));
+    assert_eq!((error.condition(), error.text()), ("access-denied", "Token invalid or not in room"));
+    assert_eq!(error.reason(), "missing_server_name");
+    // UVS mode sends the request without matrix_server_name, as upstream does.
+    assert!(prepare(&verifier(), Some(&widget_token(element_claims())), Some(ROOM_NAME)).is_ok());
 }

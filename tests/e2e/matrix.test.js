@@ -18,7 +18,7 @@ const UVS_AUTH_TOKEN = 'uvs-e2e-bearer';
 const POWER_LEVELS = {
   ban: 50, events_default: 0, invite: 0, kick: 50, redact: 50, state_default: 50, users_default: 0,
   events: { 'm.room.name': 50, 'm.room.power_levels': 100 },
-  users: { '@mod:matrix.test': 50, '@admin:matrix.test': 100, '@ana:matrix.test': 0 },
+  users: { '@mod:matrix.test': 50, '@admin:matrix.test': 100, '@ana:matrix.test': 0, '@demoted:matrix.test': 50 },
 };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -70,7 +70,7 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
     uvs = await startUvsStandIn({
       authToken: UVS_AUTH_TOKEN, users,
       rooms: {
-        [ROOM_ID]: { members: ['@ana:matrix.test', '@mod:matrix.test', '@admin:matrix.test'], powerLevels: POWER_LEVELS },
+        [ROOM_ID]: { members: ['@ana:matrix.test', '@mod:matrix.test', '@admin:matrix.test', '@demoted:matrix.test'], powerLevels: POWER_LEVELS },
         [OTHER_ROOM_ID]: { members: ['@ana:matrix.test', '@admin:matrix.test'], powerLevels: { ...POWER_LEVELS, users: {} } },
         // A room whose power levels UVS failed to fetch: it answers "member", power_levels null.
         [NO_LEVELS_ROOM_ID]: { members: ['@ana:matrix.test'], powerLevels: null },
@@ -135,11 +135,29 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
     assert.equal(self.role, 'moderator');
   });
 
-  it('Matrix ownership holds only in the Jitsi room of the verified Matrix room', async () => {
+  it('a session verified for Matrix room A cannot join the Jitsi room of room B (power sync loads the check)', async () => {
+    // The attack: log in for a room of one's own (here ROOM_ID, where @admin is owner), then
+    // join the conference of another Matrix room. Stock lets them in (as owner, with power sync).
     const admin = await login({ token: widgetToken({ matrix: matrixFor('@admin:matrix.test') }), room: roomName(ROOM_ID) });
     assert.equal((await joinAndSync(admin.xmpp, roomJid, 'admin')).affiliation, 'owner');
-    const elsewhere = await login({ token: widgetToken({ matrix: matrixFor('@admin:matrix.test') }), room: roomName(ROOM_ID) });
-    assert.equal((await joinAndSync(elsewhere.xmpp, otherRoomJid, 'admin-elsewhere')).affiliation, 'member');
+    const err = await joinRoom(admin.xmpp, otherRoomJid, 'admin-elsewhere').then(() => null, (e) => e);
+    assert.ok(err, 'the join of another Matrix room\'s conference must be refused');
+    assert.equal(err.type, 'cancel');
+    assert.equal(err.condition, 'not-allowed');
+    assert.equal(err.text, `Jitsi room does not match Matrix room: verified for ${ROOM_ID}, not for ${OTHER_ROOM_ID}`);
+    assert.match(prosody.readLog(), /User \S+ \(@admin:matrix\.test\) not allowed to join \S+: verified for Matrix room !qwertyasdfgh:matrix\.test/);
+    // A room that encodes no Matrix room at all is refused too, and named as such.
+    const plain = await joinRoom(admin.xmpp, `plainroom@${MUC_DOMAIN}`, 'admin').then(() => null, (e) => e);
+    assert.equal(plain?.condition, 'not-allowed');
+    assert.match(plain.text, /verified for !qwertyasdfgh:matrix\.test, not for this room \(not a Matrix room ID\)/);
+  });
+
+  it('the focus (a server admin) joins any room; the verified room stays open to its session', async () => {
+    const focus = clients[0];
+    const third = `${roomName('!third:matrix.test')}@${MUC_DOMAIN}`;
+    await createRoomAsFocus(focus, third);
+    const ana = await login({ token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    assert.equal((await joinAndSync(ana.xmpp, roomJid, 'ana-own')).affiliation, 'member');
   });
 
   it('every other owner grant is refused with not-acceptable', async () => {
@@ -210,6 +228,19 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
     assert.equal(uvs.hits() - before, 1, 'one UVS call for three logins');
   });
 
+  it('ownership never comes from a cached answer older than 5 s (demoted, same widget token)', async () => {
+    const token = widgetToken({ matrix: matrixFor('@demoted:matrix.test') });
+    const first = await login({ token, room: roomName(ROOM_ID) });
+    assert.equal((await joinAndSync(first.xmpp, roomJid, 'demoted-1')).affiliation, 'owner');
+    await disconnect(first.xmpp);
+    POWER_LEVELS.users['@demoted:matrix.test'] = 0; // demoted in Matrix
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    const before = uvs.hits();
+    const again = await login({ token, room: roomName(ROOM_ID) });
+    assert.equal(uvs.hits(), before + 1, 'an owner answer older than 5 s is asked again');
+    assert.equal((await joinAndSync(again.xmpp, roomJid, 'demoted-2')).affiliation, 'member');
+  });
+
   it('never writes a token to the log, and the whole run logged no Lua error', async () => {
     const log = prosody.readLog();
     for (const token of Object.keys(users)) assert.ok(!log.includes(token), `OpenID token ${token} in the log`);
@@ -252,6 +283,7 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
         authentication: 'matrix_user_verification', app_id: 'meet.test', uvs_base_url: `${uvs.url}/`,
         matrix_user_verification_check_issuer: true, matrix_user_verification_cache_ttl: 0,
       },
+      muc: { modules_enabled: ['matrix_room_check'] },
     });
   });
   after(async () => {
@@ -263,6 +295,19 @@ describe('UVS replies that refuse or fail, and the optional iss check', () => {
   it('without power sync, power_levels: null admits a member', async () => {
     const { xmpp } = await connect({ httpPort: prosody.httpPort, token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
     clients.push(xmpp);
+  });
+
+  it('matrix_room_check alone (no power sync): the verified room only, for any joiner', async () => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    clients.push(xmpp);
+    const other = `${roomName(OTHER_ROOM_ID)}@${MUC_DOMAIN}`;
+    // The first joiner would create the room: refused before it exists.
+    const err = await joinRoom(xmpp, other, 'ana').then(() => null, (e) => e);
+    assert.equal(err?.condition, 'not-allowed');
+    assert.equal(err.type, 'cancel');
+    assert.equal(err.text, `Jitsi room does not match Matrix room: verified for ${ROOM_ID}, not for ${OTHER_ROOM_ID}`);
+    const self = await joinRoom(xmpp, `${roomName(ROOM_ID)}@${MUC_DOMAIN}`, 'ana');
+    assert.ok(self.statusCodes.includes(110));
   });
 
   it('UVS\'s 400 (plain text) is refused with the upstream error', async () => {

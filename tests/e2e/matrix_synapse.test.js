@@ -1,6 +1,8 @@
 // The direct homeserver mode of mod_auth_matrix_user_verification (no UVS) against a REAL
 // Synapse homeserver (lib/synapse.js; from PyPI, skipped when it is not installed), with
-// mod_matrix_power_sync on the MUC: real OpenID tokens, real rooms, real power levels.
+// mod_matrix_power_sync on the MUC: real OpenID tokens, real rooms, real power levels. The
+// server name carries a port (`matrix.test:8448`, users `@bob:matrix.test:8448`), as Matrix
+// allows and as some deployments use.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -11,6 +13,7 @@ import { roomName } from './lib/uvs.js';
 import * as jwt from './lib/jwt.js';
 
 const found = findSynapse();
+const SERVER_NAME = 'matrix.test:8448';
 
 describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`, { skip: found.missing }, () => {
   let synapse;
@@ -29,10 +32,12 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
     return reply.access_token;
   }
 
-  async function widgetLogin(who, roomId, { token } = {}) {
+  async function widgetLogin(who, roomId, { token, serverName = SERVER_NAME } = {}) {
+    const matrix = { token: token ?? await openid(who), room_id: roomId, server_name: serverName };
+    if (serverName === null) delete matrix.server_name;
     const claims = {
       iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
-      context: { user: { name: who }, matrix: { token: token ?? await openid(who), room_id: roomId, server_name: 'matrix.test' } },
+      context: { user: { name: who }, matrix },
     };
     const session = await connect({ httpPort: prosody.httpPort, token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) });
     clients.push(session.xmpp);
@@ -48,7 +53,7 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
   }
 
   before(async () => {
-    synapse = await startSynapse({ python: found.python });
+    synapse = await startSynapse({ python: found.python, serverName: SERVER_NAME });
     admin = await synapse.register('admin', { admin: true });
     for (const name of ['alice', 'bob', 'carol']) people[name] = await synapse.register(name);
     const alice = synapse.client(people.alice.access_token);
@@ -79,6 +84,23 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
     await Promise.all(clients.map(disconnect));
     await prosody?.stop();
     await synapse?.stop();
+  });
+
+  it('users of a server name with a port (@alice:matrix.test:8448) are recognised', async () => {
+    assert.equal(people.alice.user_id, `@alice:${SERVER_NAME}`);
+    await widgetLogin('alice', rooms['10']);
+  });
+
+  it('a widget token without server_name is refused, as UVS refuses it (400)', async () => {
+    const err = await widgetLogin('bob', rooms['10'], { serverName: null }).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'access-denied');
+    assert.equal(err.text, 'Token invalid or not in room');
+    assert.match(prosody.readLog(), /REQUEST_COMPLETE reason:missing_server_name/);
+  });
+
+  it('a server name that is only a suffix of the user\'s (the port) is refused', async () => {
+    const err = await widgetLogin('bob', rooms['10'], { serverName: '8448' }).then(() => null, (e) => e);
+    assert.equal(err?.condition, 'access-denied');
   });
 
   it('the room creator (power 100) is owner, a joined member (power 0) is member', async () => {
@@ -119,6 +141,26 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
     // Another OpenID token, so the positive-answer cache of the first login does not apply.
     const err = await widgetLogin('bob', roomId).then(() => null, (e) => e);
     assert.equal(err?.condition, 'access-denied');
+  });
+
+  it('a demoted user reusing the same OpenID token (as Element does) is not owner from the cache', async () => {
+    const alice = synapse.client(people.alice.access_token);
+    const bob = synapse.client(people.bob.access_token);
+    const { room_id: roomId } = await alice('POST', '/_matrix/client/v3/createRoom',
+      { room_version: '11', preset: 'public_chat', power_level_content_override: { users: { [people.alice.user_id]: 100, [people.bob.user_id]: 50 } } });
+    await bob('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    await createRoomAsFocus(clients[0], `${roomName(roomId)}@${MUC_DOMAIN}`);
+    const token = await openid('bob');
+    const first = await widgetLogin('bob', roomId, { token });
+    assert.equal(await syncedAffiliation(first.xmpp, roomId, 'bob-mod'), 'owner');
+    await disconnect(first.xmpp);
+    const levels = await alice('GET', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.power_levels/`);
+    await alice('PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.power_levels/`,
+      { ...levels, users: { ...levels.users, [people.bob.user_id]: 0 } });
+    // The membership answer may still be reused (30 s), an owner answer only for 5 s.
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    const again = await widgetLogin('bob', roomId, { token });
+    assert.equal(await syncedAffiliation(again.xmpp, roomId, 'bob-demoted'), 'member');
   });
 
   it('writes neither OpenID tokens nor the admin token to the log', async () => {

@@ -1,0 +1,50 @@
+-- gatehouse: a Matrix-verified session joins only the Jitsi room of its verified Matrix room.
+-- Load it on the MUC component (mod_matrix_power_sync loads it too). Not in matrix-org's
+-- modules: there, the room is checked only at login (?room=), so a session verified for a
+-- Matrix room of its own could then join the conference of any other room.
+local jid = require "util.jid";
+local st = require "util.stanza";
+
+local gatehouse = module:require "gatehouse";
+local room_id_of = gatehouse.native.matrix.room_id;
+
+-- Longest Matrix room ID (the spec's limit for identifiers), so the refusal text stays short.
+local max_room_id = 255;
+
+local refused = module:metric("counter", "refused_joins", "", "Joins refused: not the verified Matrix room", {}):with_labels();
+
+-- The Matrix room a Jitsi room stands for, printable, or nil.
+local function printable_room_id(room_jid)
+	local room_id = room_id_of(jid.node(room_jid) or "");
+	if room_id and #room_id <= max_room_id and not room_id:find("%c") then
+		return room_id;
+	end
+	return nil;
+end
+
+-- Only sessions that mod_auth_matrix_user_verification admitted carry a verified room; the
+-- focus and other admins are exempt, as everywhere in Jitsi.
+local function check_room(event)
+	local session, stanza = event.origin, event.stanza;
+	local verified = session and session.auth_matrix_user_verification_room_id;
+	if verified == nil or gatehouse.is_admin(stanza.attr.from) or gatehouse.is_healthcheck_room(stanza.attr.to) then
+		return;
+	end
+	local this_room = printable_room_id(stanza.attr.to);
+	if this_room == verified then
+		return;
+	end
+	refused:add(1);
+	local text = ("Jitsi room does not match Matrix room: verified for %s, not for %s"):format(verified,
+		this_room or "this room (not a Matrix room ID)");
+	module:log("warn", "User %s (%s) not allowed to join %s: verified for Matrix room %s",
+		tostring(stanza.attr.from), tostring(session.auth_matrix_user_verification_user_id),
+		jid.bare(stanza.attr.to), verified);
+	session.send(st.error_reply(stanza, "cancel", "not-allowed", text, jid.bare(stanza.attr.to)));
+	return true;
+end
+
+-- Priority 99: before every other pre-join check (password, members-only, lobby), as
+-- jitsi-meet's token_verification does, so the refusal names the real reason.
+module:hook("muc-room-pre-create", check_room, 99);
+module:hook("muc-occupant-pre-join", check_room, 99);
