@@ -386,9 +386,8 @@ fn test_homeserver_mode_refusals() {
     let levels = json!({"users": {}});
     let (base, _) = serve_routes(move |r| synapse_reply(r, "openid-1", levels.clone()));
     let v = homeserver_verifier(&base, ADMIN_TOKEN, true);
-    let unknown = widget_token(
-        json!({"token": "openid-2", "room_id": ROOM_ID, "server_name": "matrix.org"}),
-    );
+    let unknown =
+        widget_token(json!({"token": "openid-2", "room_id": ROOM_ID, "server_name": "matrix.org"}));
     assert_eq!(login(&v, &unknown).1.unwrap_err(), MatrixError::Denied(Denial::InvalidToken));
     let other_server = widget_token(
         json!({"token": "openid-1", "room_id": ROOM_ID, "server_name": "evil.example"}),

@@ -500,7 +500,10 @@ fn test_homeserver_mode_refuses_a_token_without_server_name_before_asking() {
     claims["context"]["matrix"].as_object_mut().unwrap().remove("server_name");
     let error = refusal(&v, Some(&widget_token(claims)), Some(ROOM_NAME));
     assert_eq!(error, MatrixError::Denied(Denial::NoServerName));
-    assert_eq!((error.condition(), error.text()), ("access-denied", "Token invalid or not in room"));
+    assert_eq!(
+        (error.condition(), error.text()),
+        ("access-denied", "Token invalid or not in room")
+    );
     assert_eq!(error.reason(), "missing_server_name");
     // UVS mode sends the request without matrix_server_name, as upstream does.
     assert!(prepare(&verifier(), Some(&widget_token(element_claims())), Some(ROOM_NAME)).is_ok());

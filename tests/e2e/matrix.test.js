@@ -378,11 +378,13 @@ describe('a UVS that takes 10 s for one login stalls nobody else', () => {
   before(async () => {
     uvs = await startUvsStandIn({
       users, rooms: { [ROOM_ID]: { members: ['@ana:matrix.test', '@slow:matrix.test'], powerLevels: POWER_LEVELS } },
-      misbehave: { 'slow-openid': { delayMs: 10_000 } },
+      misbehave: { 'slow-openid': { delayMs: 10_000 }, 'slowish-openid': { delayMs: 1500 } },
     });
     users['slow-openid'] = '@slow:matrix.test';
+    users['slowish-openid'] = '@slow:matrix.test';
     prosody = await startProsody({
       name: 'matrix-slow',
+      global: { modules_enabled: ['e2e_session_probe'] },
       mainHost: {
         authentication: 'matrix_user_verification', uvs_base_url: uvs.url, uvs_sync_power_levels: true,
         matrix_user_verification_timeout: 3,
@@ -432,5 +434,19 @@ describe('a UVS that takes 10 s for one login stalls nobody else', () => {
 
     // And the server is as responsive afterwards.
     assert.ok((await ping(bystander.xmpp)) < 500);
+  });
+
+  it('two logins at once keep their own identity (stock keeps the token in a global while it waits)', async () => {
+    const probe = async (xmpp) => JSON.parse((await xmpp.iqCaller.request(xml('iq', { type: 'get', to: xmpp.jid.domain },
+      xml('query', { xmlns: 'urn:gatehouse:e2e:session-probe' })), 5000)).getChildText('query', 'urn:gatehouse:e2e:session-probe'));
+    const first = connect({ httpPort: prosody.httpPort, room: roomName(ROOM_ID),
+      token: widgetToken({ user: { name: 'First' }, matrix: { token: 'slowish-openid', room_id: ROOM_ID, server_name: 'matrix.test' } }) });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the first now waits for UVS
+    const second = await connect({ httpPort: prosody.httpPort, room: roomName(ROOM_ID),
+      token: widgetToken({ user: { name: 'Second' }, matrix: matrixFor('@ana:matrix.test') }) });
+    const firstSession = await first;
+    clients.push(firstSession.xmpp, second.xmpp);
+    assert.equal((await probe(firstSession.xmpp)).jitsi_meet_context_user?.name, 'First');
+    assert.equal((await probe(second.xmpp)).jitsi_meet_context_user?.name, 'Second');
   });
 });
