@@ -84,6 +84,12 @@ await differentialSuite('token moderation without the lobby', {
     gatehouse: { action: { ok: true }, memberNow: 'owner' }, todo: 'issue 11 item 6a',
   },
   {
+    name: 'a server-internal change without an actor (nil) makes a token member owner',
+    run: ownerAndMember((side, room, owner, member) => side.internalAffiliation(room, jidOf(member), 'owner', { actor: 'nil' })),
+    differences: { 'owner.first': FIRST, 'member.first': FIRST, action: 'moderation-internal-changes', memberNow: 'moderation-internal-changes' },
+    gatehouse: { action: { ok: true }, memberNow: 'owner' }, todo: 'issue 11 item 6a',
+  },
+  {
     name: 'a server-internal change (actor true) makes a token member outcast',
     run: ownerAndMember((side, room, owner, member) => side.internalAffiliation(room, jidOf(member), 'outcast')),
     differences: { 'owner.first': FIRST, 'member.first': FIRST },

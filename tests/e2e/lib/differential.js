@@ -280,10 +280,10 @@ export class Side {
       xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, form)));
   }
 
-  /** A server-internal affiliation change (actor true), as mod_muc_flip makes one. */
-  internalAffiliation(room, jid, affiliation) {
+  /** A server-internal affiliation change (actor true, or none with actor 'nil'), as mod_muc_flip makes one. */
+  internalAffiliation(room, jid, affiliation, { actor } = {}) {
     return this.iq(this.focus, xml('iq', { type: 'set', to: MUC_DOMAIN },
-      xml('set', { xmlns: 'urn:gatehouse:e2e:internal-affiliation', room: `${room}@${MUC_DOMAIN}`, jid, affiliation })));
+      xml('set', { xmlns: 'urn:gatehouse:e2e:internal-affiliation', room: `${room}@${MUC_DOMAIN}`, jid, affiliation, actor })));
   }
 
   /**

@@ -2,8 +2,9 @@
 -- themselves, with no occupant as actor (jitsi-meet's mod_muc_flip, breakout rooms, Jicofo-less
 -- setups): room:set_affiliation(true, jid, affiliation). A test asks for one with
 --   <iq type='set' to='<muc host>'><set xmlns='urn:gatehouse:e2e:internal-affiliation'
---        room='<room jid>' jid='<bare jid>' affiliation='owner'/></iq>
--- and gets a result, or an error carrying what set_affiliation returned.
+--        room='<room jid>' jid='<bare jid>' affiliation='owner' [actor='nil']/></iq>
+-- and gets a result, or an error carrying what set_affiliation returned. actor='nil' passes no
+-- actor at all, as some module code and Prosody 13's own paths do.
 -- Load it on the MUC component: modules_enabled = { "e2e_internal_affiliation" }.
 local st = require "util.stanza";
 
@@ -18,7 +19,9 @@ module:hook("iq-set/host/"..NS..":set", function (event)
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "no such room"));
 		return true;
 	end
-	local ok, err_type, condition = room:set_affiliation(true, request.attr.jid, request.attr.affiliation);
+	local actor = true;
+	if request.attr.actor == "nil" then actor = nil; end
+	local ok, err_type, condition = room:set_affiliation(actor, request.attr.jid, request.attr.affiliation);
 	if ok then
 		origin.send(st.reply(stanza));
 	else
