@@ -21,6 +21,10 @@ const GATEHOUSE_DIST = process.env.GATEHOUSE_DIST ?? path.join(REPO_ROOT, 'dist/
 export const DIFFERENCES_FILE = path.join(E2E_DIR, 'differential/differences.json');
 export const GUEST_DOMAIN = `guest.${DOMAIN}`;
 const PROBE_NS = 'urn:gatehouse:e2e:session-probe';
+// How long a login or join may take before it counts as unanswered, and how long an answer may
+// still come after Prosody logged a traceback.
+const ANSWER_MS = 4000;
+const CRASH_GRACE_MS = 300;
 
 /** The documented differences, by id. */
 export function loadDifferences() {
@@ -146,7 +150,8 @@ export class Side {
    */
   async login({ token, room, query, domain, headers } = {}) {
     try {
-      const { xmpp } = await connect({ httpPort: this.prosody.httpPort, token, room, query, domain, headers, timeoutMs: 4000 });
+      const { xmpp } = await this.unlessCrashed(
+        connect({ httpPort: this.prosody.httpPort, token, room, query, domain, headers, timeoutMs: ANSWER_MS }));
       this.clients.push(xmpp);
       return { ok: true, client: xmpp };
     } catch (err) {
@@ -156,6 +161,25 @@ export class Side {
       if (err.offered) return { ok: false, condition: 'mechanism-not-offered', text: '' };
       if (!err.condition) throw err;
       return { ok: false, condition: err.condition, text: err.text ?? '' };
+    }
+  }
+
+  /**
+   * `request`'s outcome, or a timeout error soon after Prosody logs a Lua traceback while it is
+   * pending (a module threw: the client will get no answer), instead of waiting the full
+   * ANSWER_MS for nothing.
+   */
+  async unlessCrashed(request) {
+    const mark = this.prosody.logMark();
+    const stop = new AbortController();
+    const crashed = this.prosody.waitForLog(/Traceback\[/, ANSWER_MS, mark, stop.signal)
+      .then(() => new Promise((r) => setTimeout(r, CRASH_GRACE_MS)))
+      .then(() => { throw Object.assign(new Error('no answer: a module threw'), { timeout: true }); }, () => new Promise(() => {}));
+    request.catch(() => {}); // settled below, or abandoned after a crash (its own timer ends it)
+    try {
+      return await Promise.race([request, crashed]);
+    } finally {
+      stop.abort();
     }
   }
 
@@ -193,7 +217,7 @@ export class Side {
     client.on('stanza', onStanza);
     (client.selfPresences ??= new Map()).set(room, seen);
     try {
-      const self = await joinRoom(client, `${room}@${MUC_DOMAIN}`, nick, { timeoutMs: 4000, ...opts });
+      const self = await this.unlessCrashed(joinRoom(client, `${room}@${MUC_DOMAIN}`, nick, { timeoutMs: ANSWER_MS, ...opts }));
       return { ok: true, affiliation: self.affiliation, role: self.role };
     } catch (err) {
       client.removeListener('stanza', onStanza);

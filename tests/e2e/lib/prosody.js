@@ -241,8 +241,11 @@ async function startOnce(opts) {
     readLog: (since = 0) => readText(logFile).slice(since),
     /** The log's current length: pass it as `since` to look only at what comes next. */
     logMark: () => readText(logFile).length,
-    /** Resolves with the first log line (after offset `since`) matching `re`, within `ms`. */
-    waitForLog: (re, ms = 5000, since = 0) => waitForLog(logFile, re, ms, undefined, since),
+    /**
+     * Resolves with the first log line (after offset `since`) matching `re`, within `ms`;
+     * `signal` (an AbortSignal) cancels the wait.
+     */
+    waitForLog: (re, ms = 5000, since = 0, signal = undefined) => waitForLog(logFile, re, ms, signal, since),
     /** SIGTERM, then SIGKILL after 5 s. Idempotent. */
     stop: async () => {
       if (live.has(child)) {
