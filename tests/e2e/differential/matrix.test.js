@@ -30,6 +30,8 @@ function openid(userId) {
   users[t] = userId;
   return t;
 }
+// Answers for these OpenID tokens are delayed (a slow homeserver behind UVS).
+const misbehave = {};
 const rooms = {
   [ROOM_ID]: { members: ['@ana:matrix.test', '@mod:matrix.test'], powerLevels: LEVELS },
   [OTHER_ROOM_ID]: { members: ['@ana:matrix.test', '@mod:matrix.test'], powerLevels: { ...LEVELS, users: {} } },
@@ -39,8 +41,8 @@ const rooms = {
 };
 
 /** The JWT Element's Jitsi widget makes (HS256, secret "notused", no exp). */
-function widget({ userId = '@ana:matrix.test', roomId = ROOM_ID, user = { name: 'Ana' }, key = 'notused', ...claims } = {}) {
-  const matrix = { token: openid(userId), room_id: roomId, server_name: 'matrix.test' };
+function widget({ userId = '@ana:matrix.test', roomId = ROOM_ID, user = { name: 'Ana' }, key = 'notused', openidToken = openid(userId), ...claims } = {}) {
+  const matrix = { token: openidToken, room_id: roomId, server_name: 'matrix.test' };
   // `context` given (even null or undefined) replaces the widget's own.
   const context = 'context' in claims ? claims.context : { user, matrix };
   return sign({ iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*', ...claims, context },
@@ -81,7 +83,7 @@ const failures = [
 ];
 
 await differentialSuite('matrix at upstream defaults (no bearer, no power sync)', async () => {
-  const uvs = await startUvsStandIn({ users, rooms });
+  const uvs = await startUvsStandIn({ users, rooms, misbehave });
   return {
     auth: 'matrix_user_verification', host: { app_id: 'meet.test', uvs_base_url: uvs.url },
     mucModules: ['matrix_power_sync'], jitsiGlobal: ['jitsi_session'], cleanup: () => uvs.close(),
@@ -89,6 +91,25 @@ await differentialSuite('matrix at upstream defaults (no bearer, no power sync)'
 }, [
   { name: 'a member logs in (Element upper-case room name) and joins', run: widgetLogin(widget()) },
   { name: 'a Matrix moderator without power sync is a member', run: widgetLogin(widget({ userId: '@mod:matrix.test' })) },
+  (() => {
+    const slow = openid('@ana:matrix.test');
+    misbehave[slow] = { delayMs: 1500 };
+    const first = widget({ openidToken: slow, user: { name: 'Ana' } });
+    const second = widget({ userId: '@mod:matrix.test', user: { name: 'Mod' } });
+    const room = roomName(ROOM_ID, { lower: false });
+    return {
+      name: 'two logins at once keep their own identity (UVS slow for the first)',
+      run: async (side) => {
+        const one = side.login({ token: first, room });
+        await new Promise((r) => setTimeout(r, 300));
+        const [a, b] = await Promise.all([one, side.login({ token: second, room })]);
+        const fields = async (l) => (l.ok ? side.fields(l.client) : { login: l.condition });
+        return { first: await fields(a), second: await fields(b) };
+      },
+      differences: { 'first.jitsi_meet_context_user': 'matrix-concurrent-logins-identity' },
+      gatehouse: { first: { jitsi_meet_context_user: { name: 'Ana' } }, second: { jitsi_meet_context_user: { name: 'Mod' } } },
+    };
+  })(),
   { name: 'the room name lower-cased, as jitsi-meet writes it', run: widgetLogin(widget(), { lower: true }) },
   { name: 'the room name with base32 padding', run: widgetLogin(widget(), { padded: true }) },
   ...failures,
