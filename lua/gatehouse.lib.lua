@@ -39,6 +39,23 @@ end
 local native = load_native();
 lib.native = native;
 
+-- HTTPS trust, once per process: the system's CA store plus the global `gatehouse_ca_file` (a
+-- PEM file, e.g. a company CA; relative to the config file's directory). A file that can't be
+-- used stops the module from loading: it is named to be trusted, so carrying on would only turn
+-- into refused logins later.
+if not native.http_configured then
+	local ca_file = configmanager.get("*", "gatehouse_ca_file");
+	if ca_file ~= nil then
+		ca_file = require "util.paths".resolve_relative_path(prosody.paths.config or ".", tostring(ca_file));
+	end
+	local trusted, _, text = native.http.configure({ ca_file = ca_file });
+	if not trusted then
+		error("gatehouse_ca_file: "..text);
+	end
+	native.http_configured = true;
+	module:log("info", "HTTPS trusts %s", trusted);
+end
+
 -- One registry of waiting sessions per process, kept on the native table that every module
 -- shares, since there is one job pool and one descriptor to watch.
 local jobs = native.jobs;

@@ -41,6 +41,7 @@ Architecture: $arch
 Maintainer: gatehouse developers <gatehouse@localhost>
 Installed-Size: $size
 Depends: prosody (>= 0.12), libc6 (>= 2.34), libgcc-s1
+Recommends: ca-certificates
 Suggests: jitsi-meet-prosody
 Section: net
 Priority: optional

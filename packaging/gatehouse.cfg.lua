@@ -10,6 +10,10 @@ plugin_paths = { "/usr/share/jitsi-meet/prosody-plugins/" }
 statistics = "internal"
 statistics_interval = "manual" -- Prosody 0.12; 13 also accepts it (scraped on request)
 
+-- HTTPS to key servers, UVS, Synapse and the Guild API trusts the system's CA store
+-- (/etc/ssl/certs); a CA only gatehouse should trust goes here (global, read once).
+-- gatehouse_ca_file = "/etc/prosody/certs/company-ca.pem"
+
 VirtualHost "meet.example.com"
 	authentication = "gatehouse_token"     -- was: "token" (jitsi-meet mod_auth_token)
 	app_id = "example_app_id"

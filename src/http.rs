@@ -3,7 +3,8 @@
 //! Calls are blocking and meant for worker threads (see [`crate::jobs`]), never for
 //! Prosody's own thread. Every request has a global timeout and a bounded reply size, and
 //! redirects are not followed: an access-control service that answers elsewhere is treated
-//! as an error the operator must look at, not silently trusted.
+//! as an error the operator must look at, not silently trusted. Which CAs HTTPS trusts is
+//! [`crate::trust`]'s job.
 
 use std::fmt;
 use std::time::Duration;
@@ -109,6 +110,9 @@ fn agent(limits: Limits) -> ureq::Agent {
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        // The system's CAs plus the operator's extra file (see crate::trust), not just the
+        // public roots compiled in: key servers and UVS often sit behind a company CA.
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(crate::trust::root_certs()).build())
         .build();
     config.into()
 }

@@ -21,6 +21,7 @@ pub mod moderation;
 pub mod room;
 pub mod security;
 pub mod token;
+pub mod trust;
 pub mod wallet;
 
 #[cfg(feature = "module")]

@@ -5,6 +5,7 @@
 //! for a caller's bug (such as a config table of the wrong shape), never for client input.
 
 mod convert;
+mod http;
 mod issuer;
 mod jobs;
 mod matrix;
@@ -29,5 +30,6 @@ fn gatehouse(lua: &Lua) -> Result<Table> {
     exports.set("matrix", matrix::exports(lua)?)?;
     exports.set("issuer", issuer::exports(lua)?)?;
     exports.set("wallet", wallet::exports(lua)?)?;
+    exports.set("http", http::exports(lua)?)?;
     Ok(exports)
 }

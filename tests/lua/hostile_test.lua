@@ -42,7 +42,7 @@ return function(t)
 	end
 
 	t.test("hostile: every exported function survives every hostile argument", function()
-		for _, section in ipairs({ "token", "room", "jobs", "security", "moderation", "matrix", "issuer", "wallet" }) do
+		for _, section in ipairs({ "token", "room", "jobs", "security", "moderation", "matrix", "issuer", "wallet", "http" }) do
 			for name, fn in pairs(gatehouse[section] or {}) do
 				if type(fn) == "function" and not (section == "jobs" and name == "sleep") then
 					for i = 1, #values do

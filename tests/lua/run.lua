@@ -6,7 +6,7 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".";
 package.path = here.."/?.lua;"..package.path;
 
 local t = require "testlib";
-for _, suite in ipairs({ "token_test", "room_test", "jobs_test", "security_test", "issuer_test", "matrix_test", "wallet_test", "hostile_test" }) do
+for _, suite in ipairs({ "token_test", "room_test", "jobs_test", "security_test", "issuer_test", "matrix_test", "wallet_test", "http_test", "hostile_test" }) do
 	require(suite)(t);
 end
 os.exit(t.report() and 0 or 1);

@@ -5,6 +5,7 @@
 // It is not an implementation of either; each test scripts exactly what it answers,
 // including failures (status codes, slow answers, dropped connections), and counts hits.
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
 
 /** The path under which an ASAP key server publishes the key `kid`. */
@@ -27,17 +28,19 @@ function pick(spec, hit) {
 
 /**
  * @param {Record<string, object|Function|Array>} [routes] path → answer
+ * @param {{tls?: {key: string, cert: string}}} [options] tls: serve HTTPS with this key and
+ *   certificate chain (PEM) instead of plain HTTP; `url` then starts with https://
  * @returns {Promise<{url:string, port:number, route(path, answer):void, hits(path):number,
  *   requests:Array<{method,path,headers}>, close():Promise<void>}>}
  */
-export async function startKeyServer(routes = {}) {
+export async function startKeyServer(routes = {}, { tls } = {}) {
   const table = new Map(Object.entries(routes));
   const hitCount = new Map();
   const requests = [];
   const timers = new Set();
   const sockets = new Set();
 
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     const n = hitCount.get(path) ?? 0;
     hitCount.set(path, n + 1);
@@ -64,7 +67,9 @@ export async function startKeyServer(routes = {}) {
     } else {
       answer();
     }
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
+  // TLS connections show up as 'secureConnection' too, but 'connection' sees every socket.
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -78,7 +83,7 @@ export async function startKeyServer(routes = {}) {
 
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     /** Adds or replaces the answer for `path` (resets nothing else). */
     route: (path, spec) => table.set(path, spec),
