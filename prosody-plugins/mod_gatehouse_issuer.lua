@@ -4,6 +4,7 @@
 local configmanager = require "core.configmanager";
 local connect = require "net.connect".connect;
 local new_resolver = require "net.resolvers.basic".new;
+local socket = require "socket";
 
 -- Enabled in a VirtualHost's own modules_enabled: that host's token options are the default.
 local loaded_on = module.host;
@@ -25,8 +26,6 @@ local app_id = module:get_option_string("gatehouse_issuer_app_id", token_options
 local app_secret = module:get_option_string("gatehouse_issuer_app_secret", token_options and token_options:get_option_string("app_secret"));
 local domain = module:get_option_string("gatehouse_issuer_domain", token_host);
 local ports = module:get_option_array("gatehouse_issuer_ports", { 4114 });
-local interfaces = module:get_option_array("gatehouse_issuer_interfaces")
-	or module:get_option_array("local_interfaces", { "127.0.0.1", "::1" }); -- as the port manager picks them
 local allow_remote = module:get_option_boolean("gatehouse_issuer_allow_remote", false);
 local max_connections = module:get_option_number("gatehouse_issuer_max_connections", 64);
 local shared_secret = module:get_option_string("gatehouse_issuer_shared_secret");
@@ -34,6 +33,21 @@ local outbound_host = module:get_option_string("gatehouse_issuer_outbound_host")
 local outbound_port = module:get_option_number("gatehouse_issuer_outbound_port");
 local reconnect_min = module:get_option_number("gatehouse_issuer_reconnect_min", 1); -- seconds
 local reconnect_max = module:get_option_number("gatehouse_issuer_reconnect_max", 60); -- seconds
+
+-- The interfaces Prosody's port manager binds for a private service (core/portmanager.lua, the
+-- same on 0.12 and 13): <service>_interfaces, else <service>_interface, else local_interfaces,
+-- else its own loopback defaults; a single value counts as a list of one.
+local function listen_interfaces(service)
+	local value = configmanager.get("*", service.."_interfaces")
+		or configmanager.get("*", service.."_interface")
+		or configmanager.get("*", "local_interfaces");
+	if not value then
+		value = {};
+		if configmanager.get("*", "use_ipv4") ~= false then value[#value + 1] = "127.0.0.1"; end
+		if socket.tcp6 and configmanager.get("*", "use_ipv6") ~= false then value[#value + 1] = "::1"; end
+	end
+	return type(value) == "table" and value or { value };
+end
 
 local issuer, _, config_error = issuer_api.new({
 	app_id = app_id; secret = app_secret; domain = domain;
@@ -101,7 +115,7 @@ end
 function inbound.onreadtimeout() return true; end
 
 if #ports > 0 then
-	for _, interface in ipairs(interfaces) do
+	for _, interface in ipairs(listen_interfaces("gatehouse_issuer")) do
 		local remote = not issuer_api.is_loopback(interface);
 		if remote and not allow_remote then
 			module:log_status("error", "Refusing to listen on %s: not a loopback interface. The protocol "
@@ -113,7 +127,7 @@ if #ports > 0 then
 				.."reach it can mint tokens", interface);
 		end
 	end
-	-- Ports and interfaces come from gatehouse_issuer_ports/_interfaces (global section).
+	-- Ports and interfaces come from gatehouse_issuer_ports/_interfaces/_interface (global section).
 	module:provides("net", { name = "gatehouse_issuer"; listener = inbound; default_port = 4114; private = true });
 end
 

@@ -292,21 +292,45 @@ describe('mod_gatehouse_issuer enabled on the VirtualHost, with a shared secret 
   });
 });
 
-describe('mod_gatehouse_issuer refuses a non-loopback interface unless allowed', () => {
+// The interfaces are the port manager's own choice (core/portmanager.lua on 0.12 and 13):
+// gatehouse_issuer_interfaces, else gatehouse_issuer_interface, else local_interfaces.
+for (const [what, options, refused] of [
+  ['gatehouse_issuer_interfaces = { "0.0.0.0" }', { gatehouse_issuer_interfaces: ['0.0.0.0'] }, '0\\.0\\.0\\.0'],
+  ['gatehouse_issuer_interface = "*" (singular)', { gatehouse_issuer_interfaces: undefined, gatehouse_issuer_interface: '*' }, '\\*'],
+  ['gatehouse_issuer_interfaces = "::" (a string)', { gatehouse_issuer_interfaces: '::' }, '::'],
+  ['local_interfaces = { "0.0.0.0" }', { gatehouse_issuer_interfaces: undefined, local_interfaces: ['0.0.0.0'] }, '0\\.0\\.0\\.0'],
+]) {
+  describe(`mod_gatehouse_issuer refuses a non-loopback interface unless allowed: ${what}`, () => {
+    let prosody;
+    let issuerPort;
+    before(async () => {
+      [issuerPort] = await freePorts(1);
+      prosody = await startProsody({ name: 'issuer-remote', ...prosodyOptions(issuerPort, options) });
+    });
+    after(() => prosody?.stop());
+
+    it('logs why and opens no port', async () => {
+      await prosody.waitForLog(new RegExp(`Refusing to listen on ${refused}: not a loopback interface`));
+      assert.equal(await canConnect(issuerPort), false);
+    });
+  });
+}
+
+describe('mod_gatehouse_issuer: the plural option wins over the singular one, as in the port manager', () => {
   let prosody;
   let issuerPort;
   before(async () => {
     [issuerPort] = await freePorts(1);
     prosody = await startProsody({
-      name: 'issuer-remote',
-      ...prosodyOptions(issuerPort, { gatehouse_issuer_interfaces: ['0.0.0.0'] }),
+      name: 'issuer-plural',
+      ...prosodyOptions(issuerPort, { gatehouse_issuer_interfaces: ['127.0.0.1'], gatehouse_issuer_interface: '*' }),
     });
   });
   after(() => prosody?.stop());
 
-  it('logs why and opens no port', async () => {
-    await prosody.waitForLog(/Refusing to listen on 0\.0\.0\.0: not a loopback interface/);
-    assert.equal(await canConnect(issuerPort), false);
+  it('listens on 127.0.0.1 only, without a refusal', async () => {
+    assert.equal(await canConnect(issuerPort), true);
+    assert.doesNotMatch(prosody.readLog(), /Refusing to listen/);
   });
 });
 
