@@ -1,7 +1,10 @@
 -- gatehouse: lobby and password switched on demand by the token's context.room.
 -- A drop-in for jitsi-contrib's mod_token_security_ondemand (load it on the MUC component): same
 -- events and priorities; the decision is made natively, and without Jitsi's lobby modules the
--- room's members-only mode stands in for the lobby.
+-- room's members-only mode stands in for the lobby. Room changes and the bypass come only from
+-- claims a signature-verifying provider verified (gatehouse.verified_context), never from
+-- session.jitsi_meet_context_*, which Matrix widget tokens and guests' ?token= fill too.
+local jid = require "util.jid";
 
 local gatehouse = module:require "gatehouse";
 local security = gatehouse.native.security;
@@ -22,18 +25,20 @@ end
 module:hook_global("server-started", function () note_lobby_mode(); end); -- returns nothing: others see the event too
 
 module:hook("muc-occupant-joined", function (event)
-	local room, session = event.room, event.origin;
-	if gatehouse.is_healthcheck_room(room.jid) or not (session and session.auth_token) then
+	local room = event.room;
+	if gatehouse.is_healthcheck_room(room.jid) then
 		return;
 	end
-	local context_room = session.jitsi_meet_context_room;
-	if type(context_room) ~= "table" then
+	local context_room = gatehouse.verified_context(event.origin, "room");
+	if not context_room then
 		return;
 	end
+	-- Only what differs from the room is planned: the same password on every join changes
+	-- nothing and announces nothing.
 	local plan = security.plan(context_room, {
 		lobby_on = room._data.lobbyroom ~= nil;
 		members_only = room:get_members_only();
-		password_set = room:get_password() ~= nil;
+		password = room:get_password();
 		lobby_available = note_lobby_mode();
 	});
 	local verbs, config_changed = gatehouse.apply_security_plan(room, plan);
@@ -64,23 +69,29 @@ end
 -- Priority -2: after token verification (99), before the lobby (-4), members-only (-5) and the
 -- password check (-20), as upstream.
 module:hook("muc-occupant-pre-join", function (event)
-	local room, occupant, stanza, session = event.room, event.occupant, event.stanza, event.origin;
-	if gatehouse.is_healthcheck_room(room.jid) or not (session and session.auth_token) then
+	local room, occupant, stanza = event.room, event.occupant, event.stanza;
+	local bare = jid.bare(stanza.attr.from);
+	-- occupant is someone else's when the nick is taken: Prosody refuses that join (conflict).
+	if gatehouse.is_healthcheck_room(room.jid) or occupant.bare_jid ~= bare then
 		return;
 	end
-	local steps = security.bypass(session.jitsi_meet_context_user, {
+	local context_user = gatehouse.verified_context(event.origin, "user");
+	if not context_user then
+		return;
+	end
+	local steps = security.bypass(context_user, {
 		password_set = room:get_password() ~= nil;
-		affiliated = room:get_affiliation(occupant.bare_jid) ~= nil;
+		affiliated = room:get_affiliation(bare) ~= nil;
 	});
 	for _, step in ipairs(steps) do
 		if step == "supply-password" then
 			supply_password(room, stanza);
 		elseif step == "admit-as-member" then
 			occupant.role = "participant";
-			room:set_affiliation(true, occupant.bare_jid, "member");
+			room:set_affiliation(true, bare, "member");
 		end
 	end
 	if #steps > 0 then
-		module:log("debug", "Security bypass for %s in %s", occupant.bare_jid, room.jid);
+		module:log("debug", "Security bypass for %s in %s", bare, room.jid);
 	end
 end, -2);

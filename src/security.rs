@@ -6,7 +6,9 @@
 //! joins, `context.user.security_bypass == true` lets them past the password and the lobby.
 //!
 //! This module only decides. [`plan`] compares the request with the room's state and returns
-//! the changes as [`SecurityAction`]s, in the order the Prosody module must apply them. It never
+//! the changes as [`SecurityAction`]s, in the order the Prosody module must apply them; a request
+//! the room already satisfies (the same password again) plans nothing, so repeated joins neither
+//! rewrite the room nor make clients re-read its configuration. It never
 //! plans a half state: with Jitsi's lobby, "lobby off" also turns members-only off (Jitsi's
 //! `destroy-lobby-room` leaves it on), and without Jitsi's lobby modules the room's members-only
 //! mode stands in for the lobby, so the room is protected either way.
@@ -48,13 +50,13 @@ impl RoomRequest {
 
 /// The room as it is when the token holder has joined.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RoomState {
+pub struct RoomState<'a> {
     /// Jitsi's lobby is attached to the room (`room._data.lobbyroom ~= nil`).
     pub lobby_on: bool,
     /// The room admits members only (`room:get_members_only()`).
     pub members_only: bool,
-    /// The room has a password.
-    pub password_set: bool,
+    /// The room's current password (`room:get_password()`), if it has one.
+    pub password: Option<&'a str>,
     /// Jitsi's lobby modules (`muc_lobby_rooms` and `persistent_lobby`) answer the lobby events.
     /// Without them the room's members-only mode is the lobby.
     pub lobby_available: bool,
@@ -72,7 +74,7 @@ pub enum SecurityAction {
     /// `room:set_members_only(on)`; when turning it on, present occupants become members first
     /// so nobody already in the room is removed.
     SetMembersOnly(bool),
-    /// `room:set_password(password)` (a no-op for the room when it is already that password).
+    /// `room:set_password(password)`; planned only when the room has another password or none.
     SetPassword(String),
     /// `room:set_password(nil)`.
     ClearPassword,
@@ -92,7 +94,7 @@ impl SecurityAction {
 }
 
 /// The changes `request` makes to a room in `state`, in the order to apply them.
-pub fn plan(request: &RoomRequest, state: &RoomState) -> Vec<SecurityAction> {
+pub fn plan(request: &RoomRequest, state: &RoomState<'_>) -> Vec<SecurityAction> {
     let mut actions = Vec::new();
     match (request.lobby, state.lobby_available) {
         (Some(true), true) => {
@@ -122,10 +124,10 @@ pub fn plan(request: &RoomRequest, state: &RoomState) -> Vec<SecurityAction> {
         (None, _) => {}
     }
     match &request.password {
-        Some(PasswordRequest::Set(password)) => {
+        Some(PasswordRequest::Set(password)) if state.password != Some(password.as_str()) => {
             actions.push(SecurityAction::SetPassword(password.clone()))
         }
-        Some(PasswordRequest::Clear) if state.password_set => {
+        Some(PasswordRequest::Clear) if state.password.is_some() => {
             actions.push(SecurityAction::ClearPassword)
         }
         _ => {}
@@ -198,7 +200,7 @@ mod tests {
     const OPEN_JITSI: RoomState = RoomState {
         lobby_on: false,
         members_only: false,
-        password_set: false,
+        password: None,
         lobby_available: true,
     };
     const LOBBY_JITSI: RoomState = RoomState { lobby_on: true, members_only: true, ..OPEN_JITSI };
@@ -289,14 +291,20 @@ mod tests {
     }
 
     #[test]
-    fn test_password_set_always_clear_only_when_set() {
+    fn test_password_set_only_when_it_changes_clear_only_when_set() {
         assert_eq!(
             plan(&request(json!({ "password": "pw" })), &OPEN_JITSI),
             vec![SetPassword("pw".into())]
         );
         assert!(plan(&request(json!({ "password": "" })), &OPEN_JITSI).is_empty());
-        let protected = RoomState { password_set: true, ..OPEN_PLAIN };
+        let protected = RoomState { password: Some("pw"), ..OPEN_PLAIN };
         assert_eq!(plan(&request(json!({ "password": "" })), &protected), vec![ClearPassword]);
+        // The same password again (every later join of the same token) changes nothing.
+        assert!(plan(&request(json!({ "password": "pw" })), &protected).is_empty());
+        assert_eq!(
+            plan(&request(json!({ "password": "other" })), &protected),
+            vec![SetPassword("other".into())]
+        );
     }
 
     #[test]

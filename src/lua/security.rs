@@ -14,14 +14,16 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 
 /// `plan(context_room, state)` → an array of `{ verb = "enable-lobby" }`,
 /// `{ verb = "set-members-only", value = true }`, `{ verb = "set-password", value = "pw" }`, …
-/// in the order to apply them. `state` holds `lobby_on`, `members_only`, `password_set` and
-/// `lobby_available`; a `context_room` of any odd shape asks for nothing.
+/// in the order to apply them; what the room already is plans nothing. `state` holds
+/// `lobby_on`, `members_only`, `lobby_available` (flags) and `password` (the room's current
+/// password, or nil); a `context_room` of any odd shape asks for nothing.
 fn plan(lua: &Lua, (context_room, state): (Value, Table)) -> Result<Table> {
     let request = RoomRequest::from_context_room(&claim_json(lua, context_room));
+    let password = room_password(&state)?;
     let state = RoomState {
         lobby_on: flag(&state, "lobby_on")?,
         members_only: flag(&state, "members_only")?,
-        password_set: flag(&state, "password_set")?,
+        password: password.as_deref(),
         lobby_available: flag(&state, "lobby_available")?,
     };
     let actions = lua.create_table()?;
@@ -50,4 +52,14 @@ fn bypass(lua: &Lua, (context_user, state): (Value, Table)) -> Result<Table> {
         .into_iter()
         .map(|action| action.verb());
     lua.create_sequence_from(verbs)
+}
+
+/// The room's current password from the state table. Prosody's XML parser only lets UTF-8
+/// through, but a password that is not is still a password: kept lossily, so it is "set" and
+/// differs from any request made of valid text.
+fn room_password(state: &Table) -> Result<Option<String>> {
+    Ok(match state.get::<Value>("password")? {
+        Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+        _ => None,
+    })
 }

@@ -87,6 +87,29 @@ describe('security on demand on a plain Prosody (members-only stands in for the 
     assert.ok(!bed.prosody.readLog().includes('secret-pw'), 'the password is never logged');
   });
 
+  it('the same password in every token is applied and announced (status 104) once, a new one once more', async () => {
+    const room = await bed.room('pw104');
+    const watcher = await bed.join(room, 'watcher', {});
+    let announced = 0;
+    watcher.xmpp.on('stanza', (s) => {
+      const x = s.name === 'message' && s.attrs.from === room && s.getChild('x', 'http://jabber.org/protocol/muc#user');
+      if (x && x.getChildren('status').some((status) => status.attrs.code === '104')) announced++;
+    });
+    const mark = bed.prosody.logMark();
+    await bed.join(room, 'first', { room: { password: 'same-pw' } });
+    for (let i = 0; i < 4; i++) {
+      await bed.join(room, `again${i}`, { room: { password: 'same-pw' } }, { password: 'same-pw' });
+    }
+    await stillInRoom(watcher.xmpp, room, 'watcher'); // every earlier broadcast has arrived
+    assert.equal(announced, 1, 'one change, one announcement');
+    assert.equal(count(bed.prosody.readLog(mark), 'changed pw104@conference\\.meet\\.test by token'), 1);
+
+    await bed.join(room, 'changer', { room: { password: 'new-pw' } }, { password: 'same-pw' });
+    await stillInRoom(watcher.xmpp, room, 'watcher');
+    assert.equal(announced, 2, 'a real change is announced');
+    assert.equal((await bed.refused(room, 'old-pw', {}, { password: 'same-pw' })).condition, 'not-authorized');
+  });
+
   it('context.room.lobby = true protects the room; bypass gets in; lobby = false opens it', async () => {
     const room = await bed.room('lobby1');
     const closer = await bed.join(room, 'closer', { room: { lobby: true } });

@@ -19,7 +19,9 @@ return function(t)
 
 	t.test("security plan: members-only fallback and the password", function()
 		t.eq(verbs(security.plan({ lobby = true, password = "pw" }, {})), "set-members-only=true set-password=pw", "on");
-		t.eq(verbs(security.plan({ password = "" }, { password_set = true })), "clear-password", "clear");
+		t.eq(verbs(security.plan({ password = "" }, { password = "pw" })), "clear-password", "clear");
+		t.eq(verbs(security.plan({ password = "pw" }, { password = "pw" })), "", "same password: nothing");
+		t.eq(verbs(security.plan({ password = "new" }, { password = "pw" })), "set-password=new", "changed");
 		t.eq(verbs(security.plan({ lobby = "true" }, {})), "", "string true ignored");
 	end);
 
@@ -58,5 +60,13 @@ return function(t)
 		t.eq(moderation.owner_grant("other", false), "refuse", "other");
 		t.eq(moderation.owner_grant(nil, true), "apply", "token owner");
 		t.eq(moderation.owner_grant({}, "true"), "refuse", "hostile values");
+	end);
+
+	t.test("moderation: moderator role grants", function()
+		t.eq(moderation.role_grant("other", false), "refuse", "an owner to a token member");
+		t.eq(moderation.role_grant("other", true), "apply", "to a token owner");
+		t.eq(moderation.role_grant("admin", false), "apply", "admin");
+		t.eq(moderation.role_grant("focus", false), "apply", "focus");
+		t.eq(moderation.role_grant(print, {}), "refuse", "hostile values");
 	end);
 end
