@@ -1,35 +1,27 @@
 -- gatehouse: room owner or member, decided by the verified token.
 -- A drop-in for nvonahsen's mod_token_moderation (load it on the MUC component): top-level
 -- "moderator": true or a server admin ⇒ owner, other token holders ⇒ member, nobody else makes
--- owners. Reads the claims the auth provider verified; never decodes the token itself.
+-- moderators. Reads only the claims a signature-verifying provider verified
+-- (gatehouse.verified_claims); never decodes the token itself.
 local jid = require "util.jid";
 local st = require "util.stanza";
 
 local gatehouse = module:require "gatehouse";
 local moderation = gatehouse.native.moderation;
 
+local MUC_NS = "http://jabber.org/protocol/muc";
+
 -- Also honour jitsi-meet's context.user.moderator / context.user.affiliation claims.
 local accept_context_user = module:get_option_boolean("token_moderation_accept_context_user", true);
 
--- gatehouse's auth provider keeps the verified claims on the session; Jitsi's mod_auth_token
--- only hands them to this event. Weak keys: the entry goes with the session.
-local verified_claims = setmetatable({}, { __mode = "k" });
-module:hook_global("jitsi-authentication-token-verified", function (event)
-	verified_claims[event.session] = event.claims;
-end);
-
--- "owner" or "member" for a session holding a verified token; nil for one without.
+-- "owner" or "member" for a session holding a verified token; nil for any other session
+-- (no token, a token nobody verified, a Matrix widget token, a guest's ?token=).
 local function token_affiliation(session, bare_jid)
-	if not (session and session.auth_token) then
+	local claims = gatehouse.verified_claims(session);
+	if not claims then
 		return nil;
 	end
-	local claims = session.gatehouse_token_claims or verified_claims[session];
-	local moderator; -- kept as is: an explicit false matters
-	if type(claims) == "table" then
-		moderator = claims.moderator;
-	end
-	return moderation.affiliation({ moderator = moderator; context = { user = session.jitsi_meet_context_user } },
-		gatehouse.is_admin(bare_jid), accept_context_user);
+	return moderation.affiliation(claims, gatehouse.is_admin(bare_jid), accept_context_user);
 end
 
 -- Whether the token (or admin status) of a user already makes them an owner.
@@ -54,40 +46,98 @@ local function grantor(actor)
 	return jid.node(actor) == "focus" and "focus" or "admin";
 end
 
--- Priority -3.5: after the security bypass (-2), before the lobby (-4) and members-only (-5), so
--- the first presence already carries the token's affiliation (upstream sent "none" first).
-module:hook("muc-occupant-pre-join", function (event)
+-- What a join is about: the joining user's bare JID and the token's affiliation, or nil when
+-- the token gives nothing here. `occupant` is someone else's when the nick is taken by another
+-- user: Prosody refuses that join (conflict) after pre-join, so it gets nothing either.
+local function joining(event)
 	local room, occupant = event.room, event.occupant;
-	if gatehouse.is_healthcheck_room(room.jid) or gatehouse.is_admin(occupant.bare_jid) then
-		return; -- admins are owners already (mod_muc)
+	local bare = jid.bare(event.stanza.attr.from);
+	if gatehouse.is_healthcheck_room(room.jid) or gatehouse.is_admin(bare) or occupant.bare_jid ~= bare then
+		return nil; -- admins are owners already (mod_muc)
 	end
-	local affiliation = token_affiliation(event.origin, occupant.bare_jid);
-	if not affiliation then
+	local affiliation = token_affiliation(event.origin, bare);
+	if not affiliation or room:get_affiliation(bare) == "outcast" then
+		return nil; -- banned: the ban check (-10) refuses them, the token must not lift the ban
+	end
+	return bare, affiliation;
+end
+
+local function apply(event, bare, affiliation)
+	local room = event.room;
+	if room:get_affiliation(bare) ~= affiliation then
+		room:set_affiliation(true, bare, affiliation);
+	end
+	event.occupant.role = room:get_default_role(affiliation) or event.occupant.role;
+end
+
+-- Whether Prosody's password check (-20) and room lock (-30) will let this join through.
+local function passes_password_and_lock(event)
+	local room, stanza = event.room, event.stanza;
+	if room._data.locked and not event.is_new_room then
+		return false;
+	end
+	local password = room:get_password();
+	local join = stanza:get_child("x", MUC_NS);
+	if not (password and join) then
+		return true;
+	end
+	return join:get_child_text("password", MUC_NS) == password;
+end
+
+-- The affiliation is set only for a join that every gate admitted (ban -10, password -20, lock
+-- -30, lobby -4 and members-only -5 all ran before), so a refused join leaves nothing behind.
+-- The first self-presence is built after pre-join: it already carries the affiliation and role.
+module:hook("muc-occupant-pre-join", function (event)
+	local bare, affiliation = joining(event);
+	if bare then
+		apply(event, bare, affiliation);
+		module:log("debug", "%s joins %s as %s by token", bare, event.room.jid, affiliation);
+	end
+end, -100);
+
+-- Token owners go past the lobby and members-only (-4, -5), which look at the affiliation: it
+-- is set first here (after the security bypass at -2), only when the later gates will pass.
+-- Token members wait like everyone else.
+module:hook("muc-occupant-pre-join", function (event)
+	if not event.room:get_members_only() then
 		return;
 	end
-	local current = room:get_affiliation(occupant.bare_jid);
-	if current == "outcast" then
-		return; -- banned: the ban check (-10) refuses them, the token must not lift the ban
+	local bare, affiliation = joining(event);
+	if affiliation == "owner" and passes_password_and_lock(event) then
+		apply(event, bare, affiliation);
 	end
-	if affiliation == "member" and not current and room:get_members_only() then
-		return; -- members wait in the lobby like everyone else; owners pass, they admit people
-	end
-	if current ~= affiliation then
-		room:set_affiliation(true, occupant.bare_jid, affiliation);
-	end
-	occupant.role = room:get_default_role(affiliation) or occupant.role;
-	module:log("debug", "%s joins %s as %s by token", occupant.bare_jid, room.jid, affiliation);
 end, -3.5);
 
--- Every way of making an owner ends here: XMPP admin requests, other modules, room creation.
+-- Every way of making an owner or admin ends here: XMPP admin requests, other modules. Actions
+-- of the server itself (actor nil: room:set_affiliation(true, …), e.g. jitsi-meet's mod_muc_flip
+-- or the room creator's owner) are Prosody's and the modules' own, and go through.
 module:hook("muc-pre-set-affiliation", function (event)
-	if event.affiliation ~= "owner" or gatehouse.is_healthcheck_room(event.room.jid) then
+	local affiliation = event.affiliation;
+	if (affiliation ~= "owner" and affiliation ~= "admin") or event.actor == nil
+		or gatehouse.is_healthcheck_room(event.room.jid) then
 		return;
 	end
 	if moderation.owner_grant(grantor(event.actor), is_owner_by_token(event.jid)) ~= "apply" then
-		module:log("debug", "Owner for %s in %s refused (asked by %s)", event.jid, event.room.jid, tostring(event.actor));
+		module:log("debug", "%s for %s in %s refused (asked by %s)", affiliation, event.jid, event.room.jid, event.actor);
 		event.allowed = false;
 		event.error = { type = "modify"; condition = "not-acceptable" };
+	end
+end);
+
+-- The moderator role is what Jitsi clients treat as "moderator": an owner may not hand it to a
+-- token member by role either. Prosody fires this only for requests with an actor.
+module:hook("muc-pre-set-role", function (event)
+	local room, occupant = event.room, event.occupant;
+	if event.role ~= "moderator" or gatehouse.is_healthcheck_room(room.jid) then
+		return;
+	end
+	local affiliation = room:get_affiliation(occupant.bare_jid);
+	if affiliation == "owner" or affiliation == "admin" then
+		return;
+	end
+	if moderation.role_grant(grantor(event.actor), is_owner_by_token(occupant.bare_jid)) ~= "apply" then
+		module:log("debug", "Moderator role for %s in %s refused (asked by %s)", occupant.nick, room.jid, tostring(event.actor));
+		event.allowed, event.error, event.condition = false, "modify", "not-acceptable";
 	end
 end);
 

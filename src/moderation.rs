@@ -7,9 +7,12 @@
 //! `context.user.moderator` true (or `"true"`) and `context.user.affiliation` `owner`,
 //! `moderator` or `teacher`.
 //!
-//! Nobody else makes owners: [`owner_grant`] decides what happens to an owner grant that does
-//! not come from the token, with one fix over upstream, which refused Jicofo too and so filled
-//! its log with "Failed to grant owner": Jicofo's grants are answered without an error.
+//! Nobody else makes owners: [`owner_grant`] decides what happens to an owner (or admin) grant
+//! that does not come from the token, with one fix over upstream, which refused Jicofo too and
+//! so filled its log with "Failed to grant owner": Jicofo's grants are answered without an
+//! error. Upstream guarded the owner affiliation so that only tokens make moderators; the
+//! moderator *role* (and the admin affiliation, whose default role is moderator) reach the same
+//! result by another path, so [`moderator_role_grant`] guards the role the same way.
 
 use serde_json::Value;
 
@@ -137,6 +140,17 @@ pub fn owner_grant(grantor: Grantor, target_is_owner_by_token: bool) -> OwnerGra
     }
 }
 
+/// Decides a grant of the moderator role to an occupant whose affiliation is below admin, by
+/// `grantor`. Server admins (Jicofo included) decide on purpose; anyone else may only confirm
+/// what the target's token already says.
+pub fn moderator_role_grant(grantor: Grantor, target_is_owner_by_token: bool) -> OwnerGrant {
+    match grantor {
+        _ if target_is_owner_by_token => OwnerGrant::Apply,
+        Grantor::Admin | Grantor::Focus => OwnerGrant::Apply,
+        Grantor::Other => OwnerGrant::Refuse,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -249,5 +263,15 @@ mod tests {
         assert_eq!(owner_grant(Grantor::Admin, false), OwnerGrant::Apply);
         assert_eq!(owner_grant(Grantor::Focus, false), OwnerGrant::Acknowledge);
         assert_eq!(owner_grant(Grantor::Other, false), OwnerGrant::Refuse);
+    }
+
+    #[test]
+    fn test_moderator_role_only_from_admins_or_the_token() {
+        for grantor in [Grantor::Focus, Grantor::Admin, Grantor::Other] {
+            assert_eq!(moderator_role_grant(grantor, true), OwnerGrant::Apply);
+        }
+        assert_eq!(moderator_role_grant(Grantor::Admin, false), OwnerGrant::Apply);
+        assert_eq!(moderator_role_grant(Grantor::Focus, false), OwnerGrant::Apply);
+        assert_eq!(moderator_role_grant(Grantor::Other, false), OwnerGrant::Refuse);
     }
 }

@@ -9,6 +9,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
     let t = lua.create_table()?;
     t.set("affiliation", lua.create_function(affiliation)?)?;
     t.set("owner_grant", lua.create_function(owner_grant)?)?;
+    t.set("role_grant", lua.create_function(role_grant)?)?;
     Ok(t)
 }
 
@@ -29,10 +30,21 @@ fn affiliation(
 /// `owner_grant(grantor, target_is_owner_by_token)` → `"apply"`, `"acknowledge"` or
 /// `"refuse"`. `grantor` is `"focus"`, `"admin"` or anything else (another grantor).
 fn owner_grant(_: &Lua, (grantor, target_is_owner): (Value, Value)) -> Result<&'static str> {
-    let grantor = match &grantor {
+    Ok(moderation::owner_grant(grantor_of(&grantor), matches!(target_is_owner, Value::Boolean(true)))
+        .as_str())
+}
+
+/// `role_grant(grantor, target_is_owner_by_token)` → `"apply"` or `"refuse"`: a grant of the
+/// moderator role to an occupant below admin.
+fn role_grant(_: &Lua, (grantor, target_is_owner): (Value, Value)) -> Result<&'static str> {
+    let target_is_owner = matches!(target_is_owner, Value::Boolean(true));
+    Ok(moderation::moderator_role_grant(grantor_of(&grantor), target_is_owner).as_str())
+}
+
+fn grantor_of(grantor: &Value) -> Grantor {
+    match grantor {
         Value::String(s) if &*s.as_bytes() == b"focus" => Grantor::Focus,
         Value::String(s) if &*s.as_bytes() == b"admin" => Grantor::Admin,
         _ => Grantor::Other,
-    };
-    Ok(moderation::owner_grant(grantor, matches!(target_is_owner, Value::Boolean(true))).as_str())
+    }
 }

@@ -1,11 +1,15 @@
 // mod_token_moderation against a real Prosody: the verified token decides owner or member, in
-// the first self-presence; nobody else makes owners; Jicofo's focus user (an admin) gets no
-// errors for its owner grants. Also with stock-mod_auth_token-shaped sessions and with a lobby.
+// the first self-presence and only for a join every gate admitted; nobody else makes owners or
+// moderators; the server's own affiliation changes go through; Jicofo's focus user (an admin)
+// gets no errors for its owner grants. Also with stock-mod_auth_token-shaped sessions, with a
+// lobby, and next to jitsi-meet's real mod_muc_flip (from ../shared/upstream).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, xml } from './lib/client.js';
+import path from 'node:path';
+
+import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS, REPO_ROOT } from './lib/prosody.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, xml } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
 const APP_ID = 'gatehouse-test';
@@ -14,15 +18,21 @@ const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 
 const token = (extra = {}) => jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: '*', ...extra }), { alg: 'HS256', key: SECRET });
 const bare = (jid) => jid.split('/')[0];
+// jitsi-meet's own modules, unmodified, beside the repository (test fixtures, never shipped).
+const UPSTREAM_JITSI = path.resolve(REPO_ROOT, '../shared/upstream/jitsi-meet/resources/prosody-plugins');
+// lua-basexx and lua-inspect are packaged for Lua ≤ 5.3 only; their pure-Lua files load on 5.4.
+const UPSTREAM_ENV = { LUA_PATH_5_4: ';;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.2/?.lua' };
 
-function testBed(name, { global = {}, mucModules = [] } = {}) {
+function testBed(name, { global = {}, mucModules = [], muc = {}, pluginPaths, env } = {}) {
   const bed = { clients: [] };
   bed.start = async () => {
     bed.prosody = await startProsody({
       name,
       global,
+      pluginPaths,
+      env,
       mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
-      muc: { modules_enabled: ['gatehouse_token_verification', 'token_moderation', ...mucModules] },
+      muc: { modules_enabled: ['gatehouse_token_verification', 'token_moderation', ...mucModules], ...muc },
     });
     const focus = await connectFocus({ httpPort: bed.prosody.httpPort });
     bed.focus = focus.xmpp;
@@ -40,10 +50,15 @@ function testBed(name, { global = {}, mucModules = [] } = {}) {
   };
   /** Logs in with a token carrying `claims`; joins `roomJid` unless it is null. */
   bed.join = async (roomJid, nick, claims, options) => {
+    const user = await bed.login(claims);
+    const self = roomJid ? await joinRoom(user.xmpp, roomJid, nick, options) : null;
+    return { ...user, self };
+  };
+  /** Logs in with a token carrying `claims`; resolves { xmpp, jid, bare }. */
+  bed.login = async (claims) => {
     const { xmpp, jid } = await connect({ httpPort: bed.prosody.httpPort, token: token(claims) });
     bed.clients.push(xmpp);
-    const self = roomJid ? await joinRoom(xmpp, roomJid, nick, options) : null;
-    return { xmpp, jid, bare: bare(jid), self };
+    return { xmpp, jid, bare: bare(jid) };
   };
   return bed;
 }
@@ -57,14 +72,40 @@ function setAffiliation(actor, roomJid, targetBare, affiliation) {
   ).then(() => null, (err) => err);
 }
 
-/** The room's owner list, as an owner sees it. */
-async function owners(owner, roomJid) {
+/** muc#admin: `actor` sets the role of the occupant `nick`; resolves null or the stanza error. */
+function setRole(actor, roomJid, nick, role) {
+  return actor.iqCaller.request(
+    xml('iq', { type: 'set', to: roomJid },
+      xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { nick, role }))),
+    5000,
+  ).then(() => null, (err) => err);
+}
+
+/** The room's list of `affiliation` (owner, admin, member), as an owner sees it. */
+async function affiliated(owner, roomJid, affiliation) {
   const reply = await owner.iqCaller.request(
     xml('iq', { type: 'get', to: roomJid },
-      xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { affiliation: 'owner' }))),
+      xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { affiliation }))),
     5000,
   );
   return reply.getChild('query', NS_MUC_ADMIN).getChildren('item').map((item) => item.attrs.jid);
+}
+const owners = (owner, roomJid) => affiliated(owner, roomJid, 'owner');
+
+/** Every affiliation a user holds in the room ([] for none), as focus (an owner) sees it. */
+async function affiliationsOf(owner, roomJid, userBare) {
+  const found = [];
+  for (const affiliation of ['owner', 'admin', 'member', 'outcast']) {
+    if ((await affiliated(owner, roomJid, affiliation)).includes(userBare)) found.push(affiliation);
+  }
+  return found;
+}
+
+/** The error `user`'s join is refused with (fails the test if the join succeeds). */
+async function refusedJoin(user, roomJid, nick, options) {
+  const err = await joinRoom(user.xmpp, roomJid, nick, options).then(() => null, (e) => e);
+  assert.ok(err, `${nick} should have been refused`);
+  return err;
 }
 
 describe('token moderation', () => {
@@ -124,6 +165,59 @@ describe('token moderation', () => {
     assert.equal(self.affiliation, 'member');
   });
 
+  it('a refused join leaves no affiliation behind, so a lobby turned on later still holds', async () => {
+    const room = await bed.room('gate1');
+    await configureRoom(bed.focus, room, { 'muc#roomconfig_roomsecret': 'pw1' });
+    const member = await bed.login({});
+    const boss = await bed.login({ moderator: true });
+    assert.equal((await refusedJoin(member, room, 'member')).condition, 'not-authorized');
+    assert.equal((await refusedJoin(boss, room, 'boss', { password: 'wrong' })).condition, 'not-authorized');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, member.bare), [], 'no member left behind');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, boss.bare), [], 'no owner left behind');
+
+    await configureRoom(bed.focus, room, { 'muc#roomconfig_membersonly': 1 });
+    assert.equal((await refusedJoin(member, room, 'member', { password: 'pw1' })).condition, 'registration-required',
+      'the member waits like everyone else');
+    // An owner by token goes past members-only only with the password (as Jitsi's lobby lets a
+    // right password through), and is owner from the first presence.
+    assert.equal((await refusedJoin(boss, room, 'boss', { password: 'wrong' })).condition, 'registration-required');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, boss.bare), []);
+    const self = await joinRoom(boss.xmpp, room, 'boss', { password: 'pw1' });
+    assert.equal(self.affiliation, 'owner');
+    assert.equal(self.role, 'moderator');
+  });
+
+  it('joining with a nick another user holds changes nothing for either of them', async () => {
+    const room = await bed.room('nick1');
+    const victim = await bed.join(room, 'victim', { moderator: true });
+    const quiet = await bed.join(room, 'quiet', {});
+    const attacker = await bed.login({});
+    const boss = await bed.login({ moderator: true });
+    assert.equal((await refusedJoin(attacker, room, 'victim')).condition, 'conflict');
+    assert.equal((await refusedJoin(boss, room, 'quiet')).condition, 'conflict');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, victim.bare), ['owner'], 'the owner is not demoted');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, quiet.bare), ['member'], 'the member is not promoted');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, attacker.bare), []);
+    assert.deepEqual(await affiliationsOf(bed.focus, room, boss.bare), []);
+  });
+
+  it('an owner cannot make a token member a moderator by role or by the admin affiliation', async () => {
+    const room = await bed.room('role1');
+    const member = await bed.join(room, 'member', {});
+    const boss = await bed.join(room, 'boss', { moderator: true });
+
+    const byRole = await setRole(boss.xmpp, room, 'member', 'moderator');
+    assert.equal(byRole?.condition, 'not-acceptable');
+    const byAdmin = await setAffiliation(boss.xmpp, room, member.bare, 'admin');
+    assert.equal(byAdmin?.condition, 'not-acceptable');
+    assert.deepEqual(await affiliationsOf(bed.focus, room, member.bare), ['member']);
+
+    // Ordinary moderation still works: voice, and a server admin's decision.
+    assert.equal(await setRole(boss.xmpp, room, 'member', 'visitor'), null);
+    assert.equal(await setRole(boss.xmpp, room, 'member', 'participant'), null);
+    assert.equal(await setRole(bed.focus, room, 'member', 'moderator'), null, 'server admins decide on purpose');
+  });
+
   it('focus is owner; its grants to members are acknowledged without effect, to moderators applied', async () => {
     const room = await bed.room('mod5');
     assert.equal(bed.focusSelf.affiliation, 'owner');
@@ -170,5 +264,31 @@ describe('token moderation with stock mod_auth_token sessions and a lobby', () =
     assert.equal(bypass.self.affiliation, 'member');
     const modBypass = await bed.join(room, 'boss3', { moderator: true, context: { user: { security_bypass: true } } });
     assert.equal(modBypass.self.affiliation, 'owner');
+  });
+});
+
+describe('token moderation next to jitsi-meet\'s mod_muc_flip (the server\'s own affiliation changes)', () => {
+  const bed = testBed('token-moderation-flip', {
+    mucModules: ['muc_flip'],
+    muc: { muc_mapper_domain_base: 'meet.test' },
+    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_JITSI],
+    env: UPSTREAM_ENV,
+  });
+  before(bed.start);
+  after(bed.stop);
+
+  it('a moderator who moves to another device keeps ownership: room:set_affiliation(true, …) applies', async () => {
+    const room = await bed.room('flip1');
+    const context = { user: { id: 'flip-user', name: 'Flip' }, features: { flip: true } };
+    const first = await bed.join(room, 'device1', { moderator: true, context });
+    assert.equal(first.self.affiliation, 'owner');
+
+    // The second device's token alone makes a member; mod_muc_flip hands it the first
+    // device's owner affiliation after the join (muc-occupant-joined) and removes device1.
+    const second = await bed.login({ context });
+    const self = await joinRoom(second.xmpp, room, 'device2', { extraChildren: [xml('flip_device', {})] });
+    assert.equal(self.affiliation, 'member');
+    await bed.prosody.waitForLog(/Kick participant jid .* from main room jid flip1@/);
+    assert.deepEqual(await affiliationsOf(bed.focus, room, second.bare), ['owner']);
   });
 });

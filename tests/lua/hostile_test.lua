@@ -78,6 +78,7 @@ return function(t)
 			if gatehouse.moderation then
 				answers("moderation.affiliation", gatehouse.moderation.affiliation, v, w, v);
 				answers("moderation.owner_grant", gatehouse.moderation.owner_grant, v, w);
+				answers("moderation.role_grant", gatehouse.moderation.role_grant, v, w);
 			end
 		end
 	end);

@@ -248,3 +248,16 @@ export async function refusedLogin(httpPort, options) {
   assert.ok(err.condition, `expected a SASL failure, got: ${err.message}`);
   return err;
 }
+
+/**
+ * An owner submits room configuration `fields` (muc#owner), e.g.
+ * { 'muc#roomconfig_roomsecret': 'pw', 'muc#roomconfig_membersonly': 1 }. Resolves the reply.
+ */
+export function configureRoom(owner, roomJid, fields, { timeoutMs = DEFAULT_TIMEOUT } = {}) {
+  return owner.iqCaller.request(
+    xml('iq', { type: 'set', to: roomJid }, xml('query', { xmlns: NS_MUC_OWNER },
+      xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
+        xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/muc#roomconfig')),
+        ...Object.entries(fields).map(([name, value]) => xml('field', { var: name }, xml('value', {}, String(value))))))),
+    timeoutMs);
+}
