@@ -42,9 +42,11 @@ function logSpec(level, logFile) {
  * @param {object} [o.authHost] options for VirtualHost "auth.meet.test"
  * @param {{global?:string, mainHost?:string, muc?:string, authHost?:string}} [o.extraLua]
  *        raw Lua appended to each section (escape hatch)
+ * @param {Record<string, object>} [o.hosts]  more VirtualHosts, name → options (e.g. a guest
+ *        host: { 'guest.meet.test': { authentication: 'anonymous' } })
  */
 export function renderConfig(o) {
-  const { global = {}, mainHost = {}, muc = {}, authHost = {}, extraLua = {} } = o;
+  const { global = {}, mainHost = {}, muc = {}, authHost = {}, extraLua = {}, hosts = {} } = o;
 
   const globalOpts = {
     pidfile: `${o.dir}/prosody.pid`,
@@ -127,5 +129,7 @@ export function renderConfig(o) {
     '',
     section(`VirtualHost ${luaValue(AUTH_DOMAIN)}`, authOpts, extraLua.authHost),
     '',
+    ...Object.entries(hosts).flatMap(([name, opts]) =>
+      [section(`VirtualHost ${luaValue(name)}`, { c2s_require_encryption: false, ...opts }), '']),
   ].join('\n');
 }

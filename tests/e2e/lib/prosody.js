@@ -156,6 +156,7 @@ function pruneOldRuns() {
  *                 app_id: "app", modules_enabled: ["..."] } (default authentication "anonymous")
  *   muc           options for Component "conference.meet.test" "muc"
  *   authHost      options for VirtualHost "auth.meet.test"
+ *   hosts         more VirtualHosts: { "guest.meet.test": { authentication: "anonymous" } }
  *   global        extra global options (e.g. { modules_enabled: [...] })
  *   extraLua      { global, mainHost, muc, authHost }: raw Lua appended to each section
  *   pluginPaths   default [<repo>/dist/prosody-plugins, <repo>/tests/e2e/plugins]
@@ -201,7 +202,7 @@ async function startOnce(opts) {
     logLevel: opts.logLevel ?? process.env.E2E_LOG_LEVEL ?? 'info',
     pluginPaths,
     global: opts.global, mainHost: opts.mainHost, muc: opts.muc, authHost: opts.authHost,
-    extraLua: opts.extraLua,
+    extraLua: opts.extraLua, hosts: opts.hosts,
   }));
   if (isRoot) chownTree(dir, userIds(RUN_AS));
 
