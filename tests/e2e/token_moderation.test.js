@@ -6,9 +6,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import path from 'node:path';
-
-import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS, REPO_ROOT } from './lib/prosody.js';
+import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS } from './lib/prosody.js';
+import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV } from './lib/upstream.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, xml } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
@@ -18,10 +17,6 @@ const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 
 const token = (extra = {}) => jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: '*', ...extra }), { alg: 'HS256', key: SECRET });
 const bare = (jid) => jid.split('/')[0];
-// jitsi-meet's own modules, unmodified, beside the repository (test fixtures, never shipped).
-const UPSTREAM_JITSI = path.resolve(REPO_ROOT, '../shared/upstream/jitsi-meet/resources/prosody-plugins');
-// lua-basexx and lua-inspect are packaged for Lua ≤ 5.3 only; their pure-Lua files load on 5.4.
-const UPSTREAM_ENV = { LUA_PATH_5_4: ';;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.2/?.lua' };
 
 function testBed(name, { global = {}, mucModules = [], muc = {}, pluginPaths, env } = {}) {
   const bed = { clients: [] };
@@ -271,7 +266,7 @@ describe('token moderation next to jitsi-meet\'s mod_muc_flip (the server\'s own
   const bed = testBed('token-moderation-flip', {
     mucModules: ['muc_flip'],
     muc: { muc_mapper_domain_base: 'meet.test' },
-    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_JITSI],
+    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_PLUGIN_PATHS[0]],
     env: UPSTREAM_ENV,
   });
   before(bed.start);

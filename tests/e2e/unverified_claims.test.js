@@ -9,9 +9,8 @@
 // jitsi-authentication-token-verified event.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-
-import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS, REPO_ROOT } from './lib/prosody.js';
+import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS } from './lib/prosody.js';
+import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV } from './lib/upstream.js';
 import {
   connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, refusedLogin, xml,
 } from './lib/client.js';
@@ -25,9 +24,6 @@ const MATRIX_DOMAIN = 'matrix.meet.test';
 const UVS_AUTH_TOKEN = 'uvs-e2e-bearer';
 const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
-const UPSTREAM_JITSI = path.resolve(REPO_ROOT, '../shared/upstream/jitsi-meet/resources/prosody-plugins');
-// lua-basexx and lua-inspect are packaged for Lua ≤ 5.3 only; their pure-Lua files load on 5.4.
-const UPSTREAM_ENV = { LUA_PATH_5_4: ';;/usr/share/lua/5.3/?.lua;/usr/share/lua/5.2/?.lua' };
 
 // Every claim that carries a privilege in some module, at once.
 const PRIVILEGED_USER = { name: 'Mallory', moderator: true, security_bypass: true, affiliation: 'owner' };
@@ -175,7 +171,7 @@ describe('claims nobody verified carry no privilege (gatehouse_token, a guest ho
 
 describe('the same MUC modules behind jitsi-meet\'s stock mod_auth_token (upstream, unmodified)', () => {
   const bed = testBed('stock-provider', { authentication: 'token', app_id: APP_ID, app_secret: SECRET }, {
-    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_JITSI],
+    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_PLUGIN_PATHS[0]],
     env: UPSTREAM_ENV,
   });
   before(bed.start);

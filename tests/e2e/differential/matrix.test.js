@@ -153,7 +153,7 @@ await differentialSuite('matrix with uvs_auth_token, power sync, security on dem
     name: 'a widget token claiming security_bypass, in a room with a password',
     run: widgetLogin(widget({ user: { name: 'Ana', security_bypass: true } }), { password: 'pw' }),
     differences: { first: 'ondemand-verified-claims-only', settled: 'ondemand-verified-claims-only' },
-    gatehouse: { first: { ok: false, condition: 'not-authorized' } }, todo: 'issue 11 item 5',
+    gatehouse: { first: { ok: false, condition: 'not-authorized' } },
   },
   ...failures,
 ]);

@@ -44,7 +44,7 @@ const common = [
   {
     name: 'the same password claim on three joins',
     run: story(['a', 'b', 'c'].map((nick) => ({ t: ctx({ room: { password: 'pw' } }), nick, password: nick === 'a' ? undefined : 'pw' })), { probePassword: 'pw' }),
-    differences: { status104: 'ondemand-announces-changes' }, gatehouse: { status104: 1 }, todo: 'issue 11 item 8',
+    differences: { status104: 'ondemand-announces-changes' }, gatehouse: { status104: 1 },
   },
   { name: 'password "" clears the password', run: story([{ t: ctx({ room: { password: 'pw' } }), nick: 'setter' }, { t: ctx({ room: { password: '' } }), nick: 'clearer', password: 'pw' }]), differences: { status104: 'ondemand-announces-changes' }, gatehouse: { status104: 2 } },
   { name: 'a password that is not a string is ignored', run: story([{ t: ctx({ room: { password: 1234 } }), nick: 'setter' }]) },
