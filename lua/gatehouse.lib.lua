@@ -273,6 +273,32 @@ function lib.jitsi_lobby_loaded()
 		and prosody.events.get_handlers("destroy-lobby-room") ~= nil;
 end
 
+--- Whether Prosody's password check (muc-occupant-pre-join at -20) and room lock (-30) will let
+-- this join through. For modules that must grant an affiliation before the lobby (-4) and
+-- members-only (-5) checks: granting it only when the later checks pass too means a refused
+-- join leaves no affiliation behind.
+function lib.password_and_lock_admit(event)
+	local room, stanza = event.room, event.stanza;
+	if room._data.locked and not event.is_new_room then
+		return false;
+	end
+	local password = room:get_password();
+	local join = stanza:get_child("x", "http://jabber.org/protocol/muc");
+	if not (password and join) then
+		return true; -- Prosody checks only MUC joins
+	end
+	return join:get_child_text("password", "http://jabber.org/protocol/muc") == password;
+end
+
+--- The lobby a join has to pass: Jitsi's (a lobby room attached), or, without Jitsi's lobby
+-- modules, the room's members-only mode, which gatehouse's modules use in its place.
+function lib.room_has_lobby(room)
+	if room._data.lobbyroom ~= nil then
+		return true;
+	end
+	return room:get_members_only() and not lib.jitsi_lobby_loaded();
+end
+
 -- Present occupants become members first, as Jitsi's create-lobby-room does: Prosody removes
 -- non-members from a room that turns members-only, and whoever asked for it must stay in.
 local function set_members_only(room, on)

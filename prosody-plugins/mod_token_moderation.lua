@@ -9,8 +9,6 @@ local st = require "util.stanza";
 local gatehouse = module:require "gatehouse";
 local moderation = gatehouse.native.moderation;
 
-local MUC_NS = "http://jabber.org/protocol/muc";
-
 -- Also honour jitsi-meet's context.user.moderator / context.user.affiliation claims.
 local accept_context_user = module:get_option_boolean("token_moderation_accept_context_user", true);
 
@@ -70,20 +68,6 @@ local function apply(event, bare, affiliation)
 	event.occupant.role = room:get_default_role(affiliation) or event.occupant.role;
 end
 
--- Whether Prosody's password check (-20) and room lock (-30) will let this join through.
-local function passes_password_and_lock(event)
-	local room, stanza = event.room, event.stanza;
-	if room._data.locked and not event.is_new_room then
-		return false;
-	end
-	local password = room:get_password();
-	local join = stanza:get_child("x", MUC_NS);
-	if not (password and join) then
-		return true;
-	end
-	return join:get_child_text("password", MUC_NS) == password;
-end
-
 -- The affiliation is set only for a join that every gate admitted (ban -10, password -20, lock
 -- -30, lobby -4 and members-only -5 all ran before), so a refused join leaves nothing behind.
 -- The first self-presence is built after pre-join: it already carries the affiliation and role.
@@ -103,7 +87,7 @@ module:hook("muc-occupant-pre-join", function (event)
 		return;
 	end
 	local bare, affiliation = joining(event);
-	if affiliation == "owner" and passes_password_and_lock(event) then
+	if affiliation == "owner" and gatehouse.password_and_lock_admit(event) then
 		apply(event, bare, affiliation);
 	end
 end, -3.5);
