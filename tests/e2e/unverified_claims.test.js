@@ -1,4 +1,5 @@
-// Privileges come only from claims a signature-verifying provider verified. In one real Prosody:
+// Privileges come only from claims a signature-verifying provider verified (token_moderation,
+// token_security_ondemand, token_lobby_bypass). In one real Prosody:
 // a Matrix widget token (HS256 with the public secret "notused", admitted by
 // mod_auth_matrix_user_verification against the LOCAL UVS STAND-IN of lib/uvs.js), a guest on an
 // anonymous host who connects with ?token= (a correctly signed token, or a forged one), all
@@ -26,7 +27,7 @@ const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
 
 // Every claim that carries a privilege in some module, at once.
-const PRIVILEGED_USER = { name: 'Mallory', moderator: true, security_bypass: true, affiliation: 'owner' };
+const PRIVILEGED_USER = { name: 'Mallory', moderator: true, security_bypass: true, lobby_bypass: true, affiliation: 'owner' };
 const privileged = (room) => ({ moderator: true, context: { user: PRIVILEGED_USER, room } });
 
 // Each test's rooms have their own Matrix room ID, so the Jitsi room name is its base32.
@@ -75,7 +76,7 @@ function testBed(name, mainHost, extra = {}) {
           uvs_base_url: bed.uvs.url, uvs_auth_token: UVS_AUTH_TOKEN,
         },
       },
-      muc: { modules_enabled: ['token_moderation', 'token_security_ondemand'] },
+      muc: { modules_enabled: ['token_moderation', 'token_security_ondemand', 'token_lobby_bypass'] },
       ...extra,
     });
     bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
