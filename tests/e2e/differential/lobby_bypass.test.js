@@ -26,6 +26,33 @@ function knock(t, { lobby = true, domain } = {}) {
   };
 }
 
+/** A token holder with `t` is banned (by focus), then knocks at a room whose lobby is on. */
+function bannedKnock(t) {
+  return async (side) => {
+    const room = freshRoom('lb');
+    await side.createRoom(room);
+    const opener = await side.login({ token: LOBBY_ON });
+    await side.join(opener.client, room, 'opener');
+    const login = await side.login({ token: t });
+    const ban = await side.setAffiliation(side.focus, room, login.client.jid.bare().toString(), 'outcast');
+    const join = await side.join(login.client, room, 'banned');
+    return { ban, join, after: await side.affiliationOf(room, login.client) };
+  };
+}
+
+/** Focus creates a room and makes it members-only (no lobby modules loaded); `t` joins. */
+function membersOnlyKnock(t) {
+  return async (side) => {
+    const room = freshRoom('lb');
+    await side.createRoom(room);
+    const config = await side.configureRoom(side.focus, room, { 'muc#roomconfig_membersonly': 1 });
+    const login = await side.login({ token: t });
+    const join = await side.join(login.client, room, 'knocker');
+    return { config: config.ok, join };
+  };
+}
+
+const BYPASS = token({ context: { user: { lobby_bypass: true } } });
 const forged = sign({ room: '*', sub: '*', context: { user: { lobby_bypass: true } } }, { alg: 'HS256', key: 'not-the-secret' });
 
 await differentialSuite('token_lobby_bypass', {
@@ -38,4 +65,22 @@ await differentialSuite('token_lobby_bypass', {
   { name: 'a token without the claim knocks', run: knock(token({})), skip },
   { name: 'lobby_bypass in a room without a lobby', run: knock(token({ context: { user: { lobby_bypass: true } } }), { lobby: false }), skip },
   { name: 'a guest whose URL carries a forged bypass token', run: knock(forged, { domain: GUEST_DOMAIN }), skip },
+  {
+    name: 'a banned user with lobby_bypass true', run: bannedKnock(BYPASS), skip,
+    differences: { join: 'lobby-bypass-keeps-bans', after: 'lobby-bypass-keeps-bans' },
+    gatehouse: { join: { ok: false, condition: 'registration-required' }, after: 'outcast' },
+  },
+]);
+
+// Without Jitsi's lobby modules a members-only room is the lobby (as for token_security_ondemand).
+await differentialSuite('token_lobby_bypass without Jitsi\'s lobby modules', {
+  host: TOKEN_HOST,
+  mucModules: ['token_verification', 'token_lobby_bypass'],
+}, [
+  {
+    name: 'lobby_bypass true in a members-only room', run: membersOnlyKnock(BYPASS), skip,
+    differences: { join: 'lobby-bypass-members-only-fallback' },
+    gatehouse: { join: { ok: true, affiliation: 'member', role: 'participant' } },
+  },
+  { name: 'no claim in a members-only room', run: membersOnlyKnock(token({})), skip },
 ]);
