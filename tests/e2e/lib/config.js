@@ -44,9 +44,11 @@ function logSpec(level, logFile) {
  *        raw Lua appended to each section (escape hatch)
  * @param {Record<string, object>} [o.hosts]  more VirtualHosts, name → options (e.g. a guest
  *        host: { 'guest.meet.test': { authentication: 'anonymous' } })
+ * @param {Record<string, object>} [o.components]  more components, name → { type, ...options }
+ *        (e.g. Jitsi's lobby: { 'lobby.meet.test': { type: 'muc', muc_room_locking: false } })
  */
 export function renderConfig(o) {
-  const { global = {}, mainHost = {}, muc = {}, authHost = {}, extraLua = {}, hosts = {} } = o;
+  const { global = {}, mainHost = {}, muc = {}, authHost = {}, extraLua = {}, hosts = {}, components = {} } = o;
 
   const globalOpts = {
     pidfile: `${o.dir}/prosody.pid`,
@@ -131,5 +133,7 @@ export function renderConfig(o) {
     '',
     ...Object.entries(hosts).flatMap(([name, opts]) =>
       [section(`VirtualHost ${luaValue(name)}`, { c2s_require_encryption: false, ...opts }), '']),
+    ...Object.entries(components).flatMap(([name, { type, ...opts }]) =>
+      [section(`Component ${luaValue(name)} ${luaValue(type)}`, opts), '']),
   ].join('\n');
 }

@@ -157,6 +157,7 @@ function pruneOldRuns() {
  *   muc           options for Component "conference.meet.test" "muc"
  *   authHost      options for VirtualHost "auth.meet.test"
  *   hosts         more VirtualHosts: { "guest.meet.test": { authentication: "anonymous" } }
+ *   components    more components: { "lobby.meet.test": { type: "muc", … } }
  *   global        extra global options (e.g. { modules_enabled: [...] })
  *   extraLua      { global, mainHost, muc, authHost }: raw Lua appended to each section
  *   pluginPaths   default [<repo>/dist/prosody-plugins, <repo>/tests/e2e/plugins]
@@ -202,7 +203,7 @@ async function startOnce(opts) {
     logLevel: opts.logLevel ?? process.env.E2E_LOG_LEVEL ?? 'info',
     pluginPaths,
     global: opts.global, mainHost: opts.mainHost, muc: opts.muc, authHost: opts.authHost,
-    extraLua: opts.extraLua, hosts: opts.hosts,
+    extraLua: opts.extraLua, hosts: opts.hosts, components: opts.components,
   }));
   if (isRoot) chownTree(dir, userIds(RUN_AS));
 
