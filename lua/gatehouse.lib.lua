@@ -8,6 +8,7 @@ local jid = require "util.jid";
 local sasl = require "util.sasl";
 local new_sasl = require "util.sasl".new;
 local server = require "net.server";
+local socket = require "socket";
 local st = require "util.stanza";
 local now = require "util.time".now;
 local timer = require "util.timer";
@@ -204,6 +205,22 @@ function lib.is_admin(user_jid)
 		end
 	end
 	return false;
+end
+
+--- The interfaces Prosody's port manager binds for a private network service (`private = true`
+-- in module:provides("net", …)), worked out as core/portmanager.lua does on 0.12 and 13:
+-- <service>_interfaces, else <service>_interface, else local_interfaces, else its loopback
+-- defaults (per use_ipv4 / use_ipv6); a single value counts as a list of one.
+function lib.private_service_interfaces(service)
+	local value = configmanager.get("*", service.."_interfaces")
+		or configmanager.get("*", service.."_interface")
+		or configmanager.get("*", "local_interfaces");
+	if not value then
+		value = {};
+		if configmanager.get("*", "use_ipv4") ~= false then value[#value + 1] = "127.0.0.1"; end
+		if socket.tcp6 and configmanager.get("*", "use_ipv6") ~= false then value[#value + 1] = "::1"; end
+	end
+	return type(value) == "table" and value or { value };
 end
 
 --- Jicofo's health-check rooms are never subject to access rules.

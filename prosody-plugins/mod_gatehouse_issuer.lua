@@ -4,7 +4,6 @@
 local configmanager = require "core.configmanager";
 local connect = require "net.connect".connect;
 local new_resolver = require "net.resolvers.basic".new;
-local socket = require "socket";
 
 -- Enabled in a VirtualHost's own modules_enabled: that host's token options are the default.
 local loaded_on = module.host;
@@ -33,21 +32,6 @@ local outbound_host = module:get_option_string("gatehouse_issuer_outbound_host")
 local outbound_port = module:get_option_number("gatehouse_issuer_outbound_port");
 local reconnect_min = module:get_option_number("gatehouse_issuer_reconnect_min", 1); -- seconds
 local reconnect_max = module:get_option_number("gatehouse_issuer_reconnect_max", 60); -- seconds
-
--- The interfaces Prosody's port manager binds for a private service (core/portmanager.lua, the
--- same on 0.12 and 13): <service>_interfaces, else <service>_interface, else local_interfaces,
--- else its own loopback defaults; a single value counts as a list of one.
-local function listen_interfaces(service)
-	local value = configmanager.get("*", service.."_interfaces")
-		or configmanager.get("*", service.."_interface")
-		or configmanager.get("*", "local_interfaces");
-	if not value then
-		value = {};
-		if configmanager.get("*", "use_ipv4") ~= false then value[#value + 1] = "127.0.0.1"; end
-		if socket.tcp6 and configmanager.get("*", "use_ipv6") ~= false then value[#value + 1] = "::1"; end
-	end
-	return type(value) == "table" and value or { value };
-end
 
 local issuer, _, config_error = issuer_api.new({
 	app_id = app_id; secret = app_secret; domain = domain;
@@ -115,7 +99,7 @@ end
 function inbound.onreadtimeout() return true; end
 
 if #ports > 0 then
-	for _, interface in ipairs(listen_interfaces("gatehouse_issuer")) do
+	for _, interface in ipairs(gatehouse.private_service_interfaces("gatehouse_issuer")) do
 		local remote = not issuer_api.is_loopback(interface);
 		if remote and not allow_remote then
 			module:log_status("error", "Refusing to listen on %s: not a loopback interface. The protocol "
