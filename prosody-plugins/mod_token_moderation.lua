@@ -92,6 +92,21 @@ module:hook("muc-occupant-pre-join", function (event)
 	end
 end, -3.5);
 
+-- Prosody makes a room's creator its owner (muc-room-pre-create, -1) before the join is checked,
+-- and a refused first join leaves an empty room behind: a token holder would own it and could
+-- configure it before anyone else arrives. For a token holder the token decides instead, at the
+-- end of an admitted join, like any other join.
+module:hook("muc-room-pre-create", function (event)
+	local room = event.room;
+	local bare = jid.bare(event.stanza.attr.from);
+	if gatehouse.is_healthcheck_room(room.jid) or gatehouse.is_admin(bare) or not token_affiliation(event.origin, bare) then
+		return;
+	end
+	if room:get_affiliation(bare) == "owner" then
+		room:set_affiliation(true, bare, "none");
+	end
+end, -1.5);
+
 -- Every way of making an owner or admin ends here: XMPP admin requests, other modules. Actions
 -- of the server itself (actor nil: room:set_affiliation(true, …), e.g. jitsi-meet's mod_muc_flip
 -- or the room creator's owner) are Prosody's and the modules' own, and go through.

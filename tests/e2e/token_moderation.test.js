@@ -160,6 +160,18 @@ describe('token moderation', () => {
     assert.equal(self.affiliation, 'member');
   });
 
+  it('a token holder whose first join is refused owns nothing in the room it created', async () => {
+    const roomJid = `squat${Date.now()}@${MUC_DOMAIN}`;
+    const creator = await bed.login({});
+    // Prosody makes the creator owner before checking the join; an invisible nick is refused after.
+    assert.equal((await refusedJoin(creator, roomJid, ' ')).condition, 'not-allowed');
+    const config = await configureRoom(creator.xmpp, roomJid, { 'muc#roomconfig_roomsecret': 'squatted' })
+      .then(() => null, (e) => e);
+    assert.ok(config, 'the creator could configure the room');
+    const { self } = await bed.join(roomJid, 'creator', {});
+    assert.equal(self.affiliation, 'member');
+  });
+
   it('a refused join leaves no affiliation behind, so a lobby turned on later still holds', async () => {
     const room = await bed.room('gate1');
     await configureRoom(bed.focus, room, { 'muc#roomconfig_roomsecret': 'pw1' });
