@@ -178,7 +178,7 @@ describe('the same MUC modules behind jitsi-meet\'s stock mod_auth_token (upstre
   before(bed.start);
   after(bed.stop);
 
-  it('honours what it verified: owner, bypass, room changes', async () => {
+  it('honours what it verified: owner, security and lobby bypass, room changes', async () => {
     const { roomJid } = await bed.room();
     const owner = await bed.login({ token: validToken(privileged({ password: 'pw-stock' })) });
     assert.equal((await joinRoom(owner, roomJid, 'owner')).affiliation, 'owner');
@@ -190,6 +190,13 @@ describe('the same MUC modules behind jitsi-meet\'s stock mod_auth_token (upstre
     assert.equal(self.affiliation, 'member');
     const bypass = await bed.login({ token: validToken({ context: { user: { name: 'B', security_bypass: true } } }) });
     await joinRoom(bypass, roomJid, 'bypass');
+
+    // The lobby (members-only on this plain Prosody): lobby_bypass lets its holder in.
+    await configureRoom(bed.focus, roomJid, { 'muc#roomconfig_roomsecret': '', 'muc#roomconfig_membersonly': 1 });
+    const knocker = await bed.login({ token: validToken({ context: { user: { name: 'K' } } }) });
+    assert.equal((await refusedJoin(knocker, roomJid, 'knocker')).condition, 'registration-required');
+    const walker = await bed.login({ token: validToken({ context: { user: { name: 'W', lobby_bypass: true } } }) });
+    assert.equal((await joinRoom(walker, roomJid, 'walker')).affiliation, 'member');
   });
 
   it('and still gives nothing to a guest\'s ?token= or a Matrix widget token', async () => {
