@@ -4,7 +4,7 @@
 //! [`crate::jobs`]). Answers are cached: a member stays a member for `positive_ttl`, a
 //! non-member is asked again after the shorter `negative_ttl` (someone who just got a role
 //! should not wait long). Membership follows guild.xyz's own front end: a member is an address
-//! for which any role of the guild reports `access == true`.
+//! for which any role of the guild reports `access == true` (see [`parse_membership`]).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,10 +21,11 @@ use crate::wallet::Address;
 pub struct Config {
     /// Base URL without a trailing slash. Defaults to `https://api.guild.xyz`.
     pub base_url: String,
-    /// An API key sent in [`Config::api_key_header`]. Defaults to none.
+    /// An API key, sent as `x-guild-auth` (with `x-guild-service`), as the Guild API reads
+    /// it. Defaults to none: the endpoints used here are public.
     pub api_key: Option<String>,
-    /// The header carrying the API key. Defaults to `x-api-key`.
-    pub api_key_header: String,
+    /// The service name sent as `x-guild-service` with the API key. Defaults to `gatehouse`.
+    pub service_name: String,
     /// Timeout and reply size of one request. Defaults to 5 seconds and 256 KiB.
     pub limits: Limits,
     /// How long "is a member" and a resolved guild are trusted. Defaults to 5 minutes.
@@ -40,7 +41,7 @@ impl Default for Config {
         Config {
             base_url: "https://api.guild.xyz".into(),
             api_key: None,
-            api_key_header: "x-api-key".into(),
+            service_name: "gatehouse".into(),
             limits: Limits::default(),
             positive_ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
@@ -146,11 +147,15 @@ impl Client {
         let url = format!("{}{path}", self.config.base_url);
         let mut headers = vec![("Accept", "application/json")];
         if let Some(key) = &self.config.api_key {
-            headers.push((self.config.api_key_header.as_str(), key.as_str()));
+            headers.push(("x-guild-auth", key.as_str()));
+            headers.push(("x-guild-service", self.config.service_name.as_str()));
         }
         let reply = http::get(&url, &headers, self.config.limits).map_err(GuildError::Http)?;
         if !reply.is_success() && reply.status != 404 {
-            return Err(GuildError::Status(reply.status));
+            return Err(GuildError::Status {
+                status: reply.status,
+                message: error_message(&reply.body),
+            });
         }
         Ok(reply)
     }
@@ -165,8 +170,14 @@ pub enum GuildError {
     NoSuchGuild(String),
     /// The request failed: timeout, connection refused, reply too large.
     Http(HttpError),
-    /// The API answered with an error status.
-    Status(u16),
+    /// The API answered with an error status, and maybe its `{errors:[{msg}]}` text (bounded,
+    /// control characters replaced).
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The API's own message, when its reply carried one.
+        message: Option<String>,
+    },
     /// The reply is not the JSON the API documents.
     BadReply(String),
     /// The client's configuration is unusable.
@@ -174,6 +185,27 @@ pub enum GuildError {
 }
 
 impl GuildError {
+    /// What a user may be told: [`fmt::Display`] without the API's own message (which is
+    /// about the server's request, for the admin's log, not for clients).
+    pub fn public_text(&self) -> String {
+        match self {
+            GuildError::Status { status, .. } => format!("guild API: http status: {status}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// A stable kebab-case code (a fixed set: fit for metrics labels).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GuildError::BadGuildName(_) => "guild-bad-name",
+            GuildError::NoSuchGuild(_) => "guild-unknown",
+            GuildError::Http(_) => "guild-http",
+            GuildError::Status { .. } => "guild-status",
+            GuildError::BadReply(_) => "guild-bad-reply",
+            GuildError::BadConfig(_) => "guild-bad-config",
+        }
+    }
+
     /// The broad class for the stanza error: `bad-guild` for the room's requirement,
     /// `guild-unavailable` for the service.
     pub fn condition(&self) -> &'static str {
@@ -191,7 +223,12 @@ impl fmt::Display for GuildError {
             GuildError::BadGuildName(name) => write!(f, "not a guild url name or id: {name}"),
             GuildError::NoSuchGuild(name) => write!(f, "no such guild: {name}"),
             GuildError::Http(error) => write!(f, "guild API: {error}"),
-            GuildError::Status(status) => write!(f, "guild API: http status: {status}"),
+            GuildError::Status { status, message: None } => {
+                write!(f, "guild API: http status: {status}")
+            }
+            GuildError::Status { status, message: Some(message) } => {
+                write!(f, "guild API: http status: {status}: {message:?}")
+            }
             GuildError::BadReply(what) => write!(f, "guild API: unexpected reply ({what})"),
             GuildError::BadConfig(text) => write!(f, "guild API: {text}"),
         }
@@ -229,26 +266,48 @@ pub fn parse_guild(key: &str, status: u16, body: &[u8]) -> Result<Guild, GuildEr
 }
 
 /// Whether a `/v2/users/{address}/memberships` reply (`status` 2xx or 404) makes the address a
-/// member of guild `guild_id`: any role with `access == true`, as guild.xyz's own front end
-/// decides.
+/// member of guild `guild_id`. Two shapes (REFERENCE §7):
+/// * with `?guildId=` (what [`Client`] asks): one object `{guildId, roleIds, roles:[{roleId,
+///   access}]}`; a member has any role with `access == true`, as guild.xyz's front end decides;
+/// * without it: an array `[{guildId, roleIds, isAdmin, isOwner, joinedAt}]` with no `roles`;
+///   a member has an entry for this guild holding at least one role (`roleIds` not empty).
+///
+/// An entry for another guild never counts; an entry that carries `roles` is judged by them.
 pub fn parse_membership(guild_id: u64, status: u16, body: &[u8]) -> Result<bool, GuildError> {
     // The API answers 404 for an address it has never seen: not a member of anything.
     if status == 404 {
         return Ok(false);
     }
     let json = json_of(body)?;
-    // One membership object, or (as the list endpoint does) an array of them.
     let memberships: Vec<&Value> = match &json {
         Value::Array(items) => items.iter().collect(),
         object @ Value::Object(_) => vec![object],
         _ => return Err(bad_reply("memberships")),
     };
-    Ok(memberships
-        .into_iter()
-        .filter(|m| m.get("guildId").and_then(Value::as_u64).is_none_or(|id| id == guild_id))
-        .filter_map(|m| m.get("roles").and_then(Value::as_array))
-        .flatten()
-        .any(|role| role.get("access") == Some(&Value::Bool(true))))
+    let this_guild = |m: &&Value| match m.get("guildId") {
+        None => !json.is_array(), // the object form may leave out the id it was asked for
+        Some(id) => id.as_u64() == Some(guild_id),
+    };
+    Ok(memberships.into_iter().filter(this_guild).any(|m| match m.get("roles") {
+        Some(roles) => roles
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|r| r.get("access") == Some(&Value::Bool(true)))),
+        None => m.get("roleIds").and_then(Value::as_array).is_some_and(|ids| !ids.is_empty()),
+    }))
+}
+
+/// The API's own error text: `{errors:[{msg}]}` (or `{message}`), at most 200 characters,
+/// control characters replaced, so it can go into a log line.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    let json: Value = serde_json::from_slice(body).ok()?;
+    let text = json
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|errors| errors.first())
+        .and_then(|error| error.get("msg"))
+        .or_else(|| json.get("message"))
+        .and_then(Value::as_str)?;
+    Some(text.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect())
 }
 
 fn json_of(body: &[u8]) -> Result<Value, GuildError> {
@@ -321,7 +380,10 @@ mod tests {
         assert!(requests[0].starts_with("GET /v2/guilds/our-guild "));
         let address = "0xabababababababababababababababababababab";
         assert!(requests[1].starts_with(&format!("GET /v2/users/{address}/memberships?guildId=42")));
-        assert!(requests[1].to_ascii_lowercase().contains("x-api-key: k-123"));
+        let headers = requests[1].to_ascii_lowercase();
+        assert!(headers.contains("\r\nx-guild-auth: k-123\r\n"), "{headers}");
+        assert!(headers.contains("\r\nx-guild-service: gatehouse\r\n"), "{headers}");
+        assert!(!headers.contains("x-api-key"), "{headers}");
     }
 
     #[test]
@@ -356,12 +418,55 @@ mod tests {
         let (url, server) = serve(vec![(404, ""), (503, ""), (200, "{}")]);
         let client = client(&url);
         assert_eq!(client.ask("nope", &ADDRESS), Err(GuildError::NoSuchGuild("nope".into())));
-        assert_eq!(client.ask("down", &ADDRESS), Err(GuildError::Status(503)));
+        assert_eq!(
+            client.ask("down", &ADDRESS),
+            Err(GuildError::Status { status: 503, message: None })
+        );
         assert!(matches!(client.ask("odd", &ADDRESS), Err(GuildError::BadReply(_))));
         server.join().unwrap();
         assert!(matches!(guild_key("../admin"), Err(GuildError::BadGuildName(_))));
         assert!(matches!(guild_key(""), Err(GuildError::BadGuildName(_))));
         assert_eq!(guild_key(" 1234 ").unwrap(), "1234");
+    }
+
+    #[test]
+    fn test_memberships_array_without_guild_id_has_no_roles() {
+        // The SDK's user.getMemberships shape: membership is an entry for the guild with roles.
+        let list = br#"[{"guildId": 7, "roleIds": [3], "isAdmin": false, "isOwner": false,
+            "joinedAt": "2024-01-01T00:00:00.000Z"},
+            {"guildId": 42, "roleIds": [1, 2], "isAdmin": false, "isOwner": false,
+            "joinedAt": "2024-02-01T00:00:00.000Z"}]"#;
+        assert_eq!(parse_membership(42, 200, list), Ok(true));
+        assert_eq!(parse_membership(7, 200, list), Ok(true));
+        assert_eq!(parse_membership(8, 200, list), Ok(false));
+        let no_roles = br#"[{"guildId": 42, "roleIds": [], "isAdmin": false, "isOwner": false}]"#;
+        assert_eq!(parse_membership(42, 200, no_roles), Ok(false));
+        assert_eq!(parse_membership(42, 200, b"[]"), Ok(false));
+        // An array entry without its guildId is nobody's membership.
+        assert_eq!(parse_membership(42, 200, br#"[{"roleIds": [1]}]"#), Ok(false));
+        // The one-object form (?guildId=) is judged by its roles' access.
+        let object =
+            br#"{"guildId": 42, "roleIds": [1], "roles": [{"roleId": 1, "access": false}]}"#;
+        assert_eq!(parse_membership(42, 200, object), Ok(false));
+        let other = br#"{"guildId": 7, "roles": [{"roleId": 1, "access": true}]}"#;
+        assert_eq!(parse_membership(42, 200, other), Ok(false));
+    }
+
+    #[test]
+    fn test_error_body_is_kept_bounded_for_the_log() {
+        let body = r#"{"errors": [{"msg": "Invalid API key\nforged line"}]}"#;
+        let (url, server) = serve(vec![(401, body)]);
+        let error = client(&url).ask("our-guild", &ADDRESS).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(
+            error.to_string(),
+            r#"guild API: http status: 401: "Invalid API key forged line""#
+        );
+        assert_eq!(error.public_text(), "guild API: http status: 401");
+        assert_eq!(error_message(br#"{"message": "Not found"}"#).as_deref(), Some("Not found"));
+        let long = format!(r#"{{"errors": [{{"msg": "{}"}}]}}"#, "x".repeat(5000));
+        assert_eq!(error_message(long.as_bytes()).map(|m| m.len()), Some(200));
+        assert_eq!(error_message(b"<html>"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Sign-In with Ethereum messages live in [`siwe`], single-use challenges in [`challenge`].
 
 pub mod challenge;
+pub mod room_text;
 pub mod siwe;
 
 use std::fmt;
@@ -78,7 +79,8 @@ impl fmt::Display for Address {
     }
 }
 
-/// A 65-byte `r ‖ s ‖ v` signature that passed every strictness rule.
+/// A 65-byte `r ‖ s ‖ v` signature, or a 64-byte EIP-2098 compact one (`r ‖ yParity·2²⁵⁵ + s`),
+/// that passed every strictness rule.
 #[derive(Debug, Clone)]
 pub struct RecoverableSignature {
     signature: EcdsaSignature,
@@ -86,7 +88,7 @@ pub struct RecoverableSignature {
 }
 
 impl RecoverableSignature {
-    /// Parses `0x` + 130 hex digits (the `0x` is optional).
+    /// Parses `0x` + 130 (or, EIP-2098, 128) hex digits (the `0x` is optional).
     pub fn parse(text: &str) -> Result<RecoverableSignature, WalletError> {
         let hex = text.strip_prefix("0x").unwrap_or(text);
         let bytes = decode_hex(hex).ok_or(WalletError::NotHex)?;
@@ -95,29 +97,39 @@ impl RecoverableSignature {
 
     /// Checks and splits raw signature bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<RecoverableSignature, WalletError> {
-        if bytes.len() != 65 {
-            return Err(WalletError::BadLength { len: bytes.len() });
-        }
-        let (r, rest) = bytes.split_at(32);
-        let (s, v) = rest.split_at(32);
-        let recovery = match v[0] {
-            0 | 27 => 0,
-            1 | 28 => 1,
-            other => return Err(WalletError::BadV { v: other }),
+        let mut rs = [0u8; 64];
+        let recovery = match bytes.len() {
+            65 => {
+                rs.copy_from_slice(&bytes[..64]);
+                match bytes[64] {
+                    0 | 27 => 0,
+                    1 | 28 => 1,
+                    other => return Err(WalletError::BadV { v: other }),
+                }
+            }
+            // EIP-2098: the top bit of the second half is the y parity, the rest is s.
+            64 => {
+                rs.copy_from_slice(bytes);
+                let parity = rs[32] >> 7;
+                rs[32] &= 0x7f;
+                parity
+            }
+            len => return Err(WalletError::BadLength { len }),
         };
+        let (r, s) = rs.split_at(32);
         check_scalar(r, WalletError::ZeroR, WalletError::ROverflow)?;
         check_scalar(s, WalletError::ZeroS, WalletError::SOverflow)?;
         if s > HALF_ORDER.as_slice() {
             return Err(WalletError::HighS);
         }
-        let signature =
-            EcdsaSignature::from_slice(&bytes[..64]).map_err(|_| WalletError::Unrecoverable)?;
+        let signature = EcdsaSignature::from_slice(&rs).map_err(|_| WalletError::Unrecoverable)?;
         // k256 0.14 recovers from a high-s signature without complaint: check it again with the
         // library's own rule, so the byte comparison above cannot drift from it.
         if signature.normalize_s() != signature {
             return Err(WalletError::HighS);
         }
-        let recovery_id = RecoveryId::from_byte(recovery).ok_or(WalletError::BadV { v: v[0] })?;
+        let recovery_id =
+            RecoveryId::from_byte(recovery).ok_or(WalletError::BadV { v: recovery })?;
         Ok(RecoverableSignature { signature, recovery_id })
     }
 
@@ -134,7 +146,7 @@ impl RecoverableSignature {
 pub enum WalletError {
     /// The signature is not hexadecimal.
     NotHex,
-    /// The signature is not 65 bytes long.
+    /// The signature is neither 65 bytes long nor 64 (EIP-2098).
     BadLength {
         /// Bytes received.
         len: usize,
@@ -191,7 +203,9 @@ impl fmt::Display for WalletError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WalletError::NotHex => write!(f, "signature is not hexadecimal"),
-            WalletError::BadLength { len } => write!(f, "signature is {len} bytes, expected 65"),
+            WalletError::BadLength { len } => {
+                write!(f, "signature is {len} bytes, expected 65 (or 64, EIP-2098)")
+            }
             WalletError::BadV { v } => write!(f, "signature v is {v}, expected 27, 28, 0 or 1"),
             WalletError::ZeroR => write!(f, "signature r is zero"),
             WalletError::ZeroS => write!(f, "signature s is zero"),
@@ -242,13 +256,13 @@ pub fn verify_personal(
 pub struct Proof<'a> {
     /// The SIWE message exactly as signed.
     pub message: &'a str,
-    /// `0x` + 130 hex digits.
+    /// `0x` + 130 (or, EIP-2098, 128) hex digits.
     pub signature: &'a str,
     /// The address the client claims.
     pub address: &'a str,
 }
 
-/// Where and when a proof is checked.
+/// Where, by whom and when a proof is checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Venue<'a> {
     /// The Jitsi domain the SIWE message must name.
@@ -259,24 +273,34 @@ pub struct Venue<'a> {
     pub chain_id: u64,
     /// The room's JID, which the challenge is bound to.
     pub room: &'a str,
+    /// The joining user's bare JID, which the challenge is bound to.
+    pub requester: &'a str,
 }
 
-/// Checks a proof and spends its challenge: the address is well formed, the SIWE message
-/// parses and names this server, room and address, its nonce is a live challenge for this
-/// room and address, and the address signed the text. The challenge is spent only when all
-/// of that holds, so a failed attempt does not burn a challenge a client may retry with.
-pub fn redeem(
+/// A proof that holds: the address signed a live challenge for this user, room and address.
+/// Its challenge is not spent yet: the caller spends it ([`challenge::ChallengeStore::spend`])
+/// once the answer is final, so a Guild outage does not cost the user their signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The signer.
+    pub address: Address,
+    /// The challenge's nonce.
+    pub nonce: String,
+}
+
+/// Checks a proof: the address is well formed, the SIWE message parses, names this server,
+/// room, chain and address and is within its validity window, its nonce is a live challenge for
+/// this user, room and address, and the address signed the text. A bad signature over a live
+/// challenge is a final refusal and spends it; every other refusal leaves it for a retry.
+pub fn check_proof(
     store: &challenge::ChallengeStore,
     proof: &Proof<'_>,
     venue: &Venue<'_>,
     now: crate::clock::UnixTime,
     instant: std::time::Instant,
-) -> Result<Address, ProofError> {
+) -> Result<CheckedProof, ProofError> {
     let address = Address::parse(proof.address).map_err(ProofError::Address)?;
     let message = siwe::SiweMessage::parse(proof.message).map_err(ProofError::Message)?;
-    store
-        .check(&message.nonce, venue.room, &address, now, instant)
-        .map_err(ProofError::Challenge)?;
     let expected = siwe::Expected {
         domain: venue.domain,
         uri: venue.uri,
@@ -286,12 +310,24 @@ pub fn redeem(
         now,
     };
     message.verify(&expected).map_err(ProofError::Message)?;
-    verify_personal(proof.message.as_bytes(), proof.signature, &address)
-        .map_err(ProofError::Signature)?;
-    store
-        .consume(&message.nonce, venue.room, &address, now, instant)
-        .map_err(ProofError::Challenge)?;
-    Ok(address)
+    let binding = venue.binding(&address);
+    store.check(&message.nonce, binding, now, instant).map_err(ProofError::Challenge)?;
+    if let Err(error) = verify_personal(proof.message.as_bytes(), proof.signature, &address) {
+        // Final: the challenge was this user's, and what they sent is not a signature of it.
+        let _ = store.spend(&message.nonce, binding, now, instant);
+        return Err(ProofError::Signature(error));
+    }
+    Ok(CheckedProof { address, nonce: message.nonce })
+}
+
+impl<'v> Venue<'v> {
+    /// The binding a challenge for this venue and `address` must have.
+    pub fn binding<'a>(&self, address: &'a Address) -> challenge::Binding<'a>
+    where
+        'v: 'a,
+    {
+        challenge::Binding { requester: self.requester, room: self.room, address }
+    }
 }
 
 /// Why a proof was refused.
@@ -301,7 +337,7 @@ pub enum ProofError {
     Address(WalletError),
     /// The SIWE message is malformed, names something else, or is out of its time window.
     Message(siwe::SiweError),
-    /// The nonce is not a live challenge for this room and address.
+    /// The nonce is not a live challenge for this user, room and address.
     Challenge(challenge::ChallengeError),
     /// The signature is malformed or made by another key.
     Signature(WalletError),

@@ -12,7 +12,8 @@ use super::convert::{client_text, failure, opt_number, opt_string};
 use super::jobs::{spawn, Reply};
 use crate::clock::UnixTime;
 use crate::guild::{self, GuildError, Membership};
-use crate::wallet::challenge::ChallengeStore;
+use crate::wallet::challenge::{Binding, ChallengeStore, DEFAULT_PER_REQUESTER};
+use crate::wallet::room_text;
 use crate::wallet::siwe::{format_time, SiweMessage};
 use crate::wallet::{self, Address, Proof, Venue};
 
@@ -57,7 +58,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
             }
         })?,
     )?;
-    // `siwe_parse(text)` → `{ domain, address, statement, uri, chain_id, nonce, issued_at,
+    // `siwe_parse(text)` → `{ scheme, domain, address, statement, uri, chain_id, nonce, issued_at,
     // expiration_time, not_before }` (times in Unix seconds), or nil, code, text.
     t.set(
         "siwe_parse",
@@ -65,6 +66,7 @@ pub fn exports(lua: &Lua) -> Result<Table> {
             match SiweMessage::parse(&client_text(&text).unwrap_or_default()) {
                 Ok(m) => {
                     let out = lua.create_table()?;
+                    out.set("scheme", m.scheme)?;
                     out.set("domain", m.domain)?;
                     out.set("address", m.address.to_checksum())?;
                     out.set("statement", m.statement)?;
@@ -88,25 +90,40 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 #[derive(Clone)]
 struct Gate {
     domain: String,
+    room_url: String,
     chain_id: u64,
     store: Arc<ChallengeStore>,
     guild: guild::Client,
 }
 
-/// `new_gate{ domain, chain_id = 1, challenge_ttl = 300, challenge_capacity = 10000,
-/// guild_base_url, guild_api_key, guild_api_key_header, timeout = 5, max_reply_size,
-/// positive_ttl = 300, negative_ttl = 30, cache_size = 4096 }` (seconds and bytes).
+/// `new_gate{ domain, room_url = "https://<domain>/%s", chain_id = 1, challenge_ttl = 300,
+/// challenge_capacity = 10000, challenges_per_user = 8, guild_base_url, guild_api_key,
+/// guild_service = "gatehouse", timeout = 5, max_reply_size, positive_ttl = 300,
+/// negative_ttl = 30, cache_size = 4096 }` (seconds and bytes).
 fn new_gate(lua: &Lua, options: Table) -> Result<MultiValue> {
     let Some(domain) = opt_string(&options, "domain")?.filter(|d| !d.is_empty()) else {
         return failure(lua, "bad-config", "domain is required", "bad-config");
     };
+    let room_url =
+        opt_string(&options, "room_url")?.unwrap_or_else(|| format!("https://{domain}/%s"));
+    if let Err(error) = room_text::room_uri(&room_url, "room") {
+        return failure(lua, "bad-config", format!("{error}: {room_url}"), "bad-config");
+    }
     let mut config = guild::Config::default();
     if let Some(url) = opt_string(&options, "guild_base_url")? {
         config.base_url = url;
     }
     config.api_key = opt_string(&options, "guild_api_key")?.filter(|k| !k.is_empty());
-    if let Some(header) = opt_string(&options, "guild_api_key_header")? {
-        config.api_key_header = header;
+    if let Some(service) = opt_string(&options, "guild_service")?.filter(|s| !s.is_empty()) {
+        if service.bytes().any(|b| b.is_ascii_control()) {
+            return failure(
+                lua,
+                "bad-config",
+                "guild service name has control characters",
+                "bad-config",
+            );
+        }
+        config.service_name = service;
     }
     if let Some(seconds) = opt_number(&options, "timeout")? {
         // A zero timeout would mean "no deadline" to some clients; never let it.
@@ -126,43 +143,54 @@ fn new_gate(lua: &Lua, options: Table) -> Result<MultiValue> {
     }
     let ttl = opt_number(&options, "challenge_ttl")?.unwrap_or(300.0).clamp(1.0, 86_400.0);
     let capacity = opt_number(&options, "challenge_capacity")?.unwrap_or(10_000.0) as usize;
+    let per_user =
+        opt_number(&options, "challenges_per_user")?.map_or(DEFAULT_PER_REQUESTER, |n| n as usize);
     let chain_id = opt_number(&options, "chain_id")?.unwrap_or(1.0) as u64;
     match guild::Client::new(config) {
         Ok(guild) => {
-            let gate = Gate {
-                domain,
-                chain_id,
-                store: Arc::new(ChallengeStore::new(Duration::from_secs_f64(ttl), capacity)),
-                guild,
-            };
+            let store = ChallengeStore::new(Duration::from_secs_f64(ttl), capacity, per_user);
+            let gate = Gate { domain, room_url, chain_id, store: Arc::new(store), guild };
             lua.create_userdata(gate)?.into_lua_multi(lua)
         }
         Err(error) => failure(lua, "bad-config", error, "bad-config"),
     }
 }
 
+impl Gate {
+    fn venue<'a>(&'a self, requester: &'a str, room: &'a str, uri: &'a str) -> Venue<'a> {
+        Venue { domain: &self.domain, uri, chain_id: self.chain_id, room, requester }
+    }
+
+    fn uri(&self, node: &str) -> String {
+        // The template was tried in new_gate: it has its one placeholder.
+        room_text::room_uri(&self.room_url, node).unwrap_or_default()
+    }
+}
+
 impl UserData for Gate {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // `gate:challenge(room_jid, room_uri, address, statement)` → `{ message, nonce,
-        // expires, address }`, or nil, code, text.
+        // `gate:challenge(requester, room_jid, room_node, address, guild)` → `{ message, nonce,
+        // expires, address, uri }`, or nil, code, text. `requester` is the asking user's bare JID.
         methods.add_method(
             "challenge",
-            |lua, this, (room, uri, address, statement): (String, String, Value, String)| {
+            |lua, this, (requester, room, node, address, guild): (String, String, String, Value, String)| {
                 let address = match Address::parse(&client_text(&address).unwrap_or_default()) {
                     Ok(address) => address,
                     Err(e) => return (Value::Nil, e.code(), e.to_string()).into_lua_multi(lua),
                 };
                 let now = UnixTime::now();
-                let issued = match this.store.issue(&room, address, now, Instant::now()) {
+                let binding = Binding { requester: &requester, room: &room, address: &address };
+                let issued = match this.store.issue(binding, now, Instant::now()) {
                     Ok(issued) => issued,
                     Err(e) => return (Value::Nil, e.code(), e.to_string()).into_lua_multi(lua),
                 };
+                let uri = this.uri(&node);
                 let message = SiweMessage {
+                    scheme: None,
                     domain: this.domain.clone(),
                     address,
-                    // A statement is one line: drop line breaks a room or guild name might hold.
-                    statement: Some(statement.replace(['\r', '\n'], " ")),
-                    uri,
+                    statement: Some(room_text::statement(&node, &guild)),
+                    uri: uri.clone(),
                     chain_id: this.chain_id,
                     nonce: issued.nonce.clone(),
                     issued_at: now,
@@ -176,33 +204,79 @@ impl UserData for Gate {
                 out.set("nonce", issued.nonce)?;
                 out.set("expires", format_time(issued.expires))?;
                 out.set("address", address.to_checksum())?;
+                out.set("uri", uri)?;
                 out.into_lua_multi(lua)
             },
         );
-        // `gate:redeem(room_jid, room_uri, message, signature, address)` → the EIP-55 address,
-        // or nil, condition, text, code. Spends the challenge on success.
+        // `gate:check(requester, room_jid, room_node, message, signature, address)` → the EIP-55
+        // address and the nonce, or nil, condition, text, code. Does not spend the challenge
+        // (but a bad signature over a live one does: that refusal is final).
         methods.add_method(
-            "redeem",
-            |lua, this, (room, uri, message, signature, address): (String, String, Value, Value, Value)| {
+            "check",
+            |lua,
+             this,
+             (requester, room, node, message, signature, address): (
+                String,
+                String,
+                String,
+                Value,
+                Value,
+                Value,
+            )| {
                 let (message, signature, address) =
                     (client_text(&message), client_text(&signature), client_text(&address));
                 let (Some(message), Some(signature), Some(address)) = (message, signature, address)
                 else {
-                    return failure(lua, "bad-message", "proof needs message, signature and address", "bad-request");
+                    return failure(
+                        lua,
+                        "bad-message",
+                        "proof needs message, signature and address",
+                        "bad-request",
+                    );
                 };
                 let proof = Proof { message: &message, signature: &signature, address: &address };
-                let venue =
-                    Venue { domain: &this.domain, uri: &uri, chain_id: this.chain_id, room: &room };
-                match wallet::redeem(&this.store, &proof, &venue, UnixTime::now(), Instant::now()) {
-                    Ok(address) => address.to_checksum().into_lua_multi(lua),
+                let uri = this.uri(&node);
+                let venue = this.venue(&requester, &room, &uri);
+                match wallet::check_proof(
+                    &this.store,
+                    &proof,
+                    &venue,
+                    UnixTime::now(),
+                    Instant::now(),
+                ) {
+                    Ok(checked) => {
+                        (checked.address.to_checksum(), checked.nonce).into_lua_multi(lua)
+                    }
                     Err(e) => {
                         (Value::Nil, e.condition(), e.to_string(), e.code()).into_lua_multi(lua)
                     }
                 }
             },
         );
+        // `gate:spend(nonce, requester, room_jid, address)` → true, or nil, condition, text
+        // (the challenge was spent, expired or replaced meanwhile).
+        methods.add_method(
+            "spend",
+            |lua, this, (nonce, requester, room, address): (String, String, String, String)| {
+                let address = match Address::parse(&address) {
+                    Ok(address) => address,
+                    Err(e) => {
+                        return (Value::Nil, "bad-signature", e.to_string()).into_lua_multi(lua)
+                    }
+                };
+                let binding = Binding { requester: &requester, room: &room, address: &address };
+                match this.store.spend(&nonce, binding, UnixTime::now(), Instant::now()) {
+                    Ok(()) => true.into_lua_multi(lua),
+                    Err(e) => (Value::Nil, e.code(), e.to_string()).into_lua_multi(lua),
+                }
+            },
+        );
+        // `gate:challenges()` → how many challenges are remembered (for tests and metrics).
+        methods.add_method("challenges", |_, this, ()| Ok(this.store.len()));
         // `gate:membership(guild, address)` → `{ member, guild_id, guild_name, url_name,
-        // cached }`, or nil, condition, text, or a Job when the Guild API must be asked.
+        // cached }`, or nil, condition, text, reason, log_text, or a Job when the Guild API must
+        // be asked. `text` may be shown to the user; `log_text` adds the API's own error message;
+        // `reason` is a code from a fixed set (metrics labels).
         methods.add_method("membership", |lua, this, (guild, address): (Value, Value)| {
             let guild = client_text(&guild).unwrap_or_default();
             let address = match Address::parse(&client_text(&address).unwrap_or_default()) {
@@ -238,6 +312,10 @@ fn membership_reply(
             t.set("cached", m.cached)?;
             t.into_lua_multi(lua)
         }
-        Err(error) => (Value::Nil, error.condition(), error.to_string()).into_lua_multi(lua),
+        Err(error) => {
+            let log_text = error.to_string();
+            (Value::Nil, error.condition(), error.public_text(), error.code(), log_text)
+                .into_lua_multi(lua)
+        }
     }
 }

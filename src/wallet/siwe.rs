@@ -13,6 +13,9 @@ use crate::clock::UnixTime;
 /// The fields of a SIWE message this server builds and accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiweMessage {
+    /// The optional RFC 3986 scheme written before the domain (`https` in
+    /// `https://meet.example.org wants you to …`). The server's own challenges carry none.
+    pub scheme: Option<String>,
     /// The RFC 3986 authority asking for the signature (the Jitsi domain).
     pub domain: String,
     /// The signing account.
@@ -62,7 +65,16 @@ const HEADER_SUFFIX: &str = " wants you to sign in with your Ethereum account:";
 impl SiweMessage {
     /// The message text, exactly as the wallet shows and signs it.
     pub fn to_text(&self) -> String {
-        let mut out = format!("{}{HEADER_SUFFIX}\n{}\n\n", self.domain, self.address.to_checksum());
+        let mut out = String::new();
+        if let Some(scheme) = &self.scheme {
+            out.push_str(scheme);
+            out.push_str("://");
+        }
+        out.push_str(&format!(
+            "{}{HEADER_SUFFIX}\n{}\n\n",
+            self.domain,
+            self.address.to_checksum()
+        ));
         if let Some(statement) = &self.statement {
             out.push_str(statement);
             out.push('\n');
@@ -94,7 +106,13 @@ impl SiweMessage {
         }
         let mut lines = text.split('\n').peekable();
         let header = lines.next().unwrap_or_default();
-        let domain = header.strip_suffix(HEADER_SUFFIX).ok_or(SiweError::BadHeader)?;
+        let origin = header.strip_suffix(HEADER_SUFFIX).ok_or(SiweError::BadHeader)?;
+        // EIP-4361: `[ scheme "://" ] domain`.
+        let (scheme, domain) = match origin.split_once("://") {
+            Some((scheme, domain)) if is_scheme(scheme) => (Some(scheme.to_string()), domain),
+            Some(_) => return Err(SiweError::BadDomain),
+            None => (None, origin),
+        };
         if !is_authority(domain) {
             return Err(SiweError::BadDomain);
         }
@@ -109,7 +127,7 @@ impl SiweMessage {
         let statement = match lines.next() {
             Some("") => None,
             Some(line) if !line.starts_with("URI: ") => {
-                if lines.next() != Some("") {
+                if !is_statement(line) || lines.next() != Some("") {
                     return Err(SiweError::BadStatement);
                 }
                 Some(line.to_string())
@@ -132,6 +150,7 @@ impl SiweMessage {
         let issued = field(lines.next(), "Issued At: ", SiweError::BadIssuedAt)?;
         let issued_at = parse_time(issued).ok_or(SiweError::BadIssuedAt)?;
         let mut message = SiweMessage {
+            scheme,
             domain: domain.to_string(),
             address,
             statement,
@@ -178,6 +197,11 @@ impl SiweMessage {
         if self.domain != expected.domain {
             return Err(SiweError::Mismatch { field: "domain" });
         }
+        // A scheme, when the wallet wrote one, is the site's: the scheme of the room's URI.
+        let site_scheme = expected.uri.split_once(':').map(|(scheme, _)| scheme);
+        if self.scheme.as_deref().is_some_and(|s| Some(s) != site_scheme) {
+            return Err(SiweError::Mismatch { field: "scheme" });
+        }
         if &self.address != expected.address {
             return Err(SiweError::Mismatch { field: "address" });
         }
@@ -208,13 +232,14 @@ impl SiweMessage {
 pub enum SiweError {
     /// The text has a CR: EIP-4361 lines end with LF only.
     CarriageReturn,
-    /// The first line is not `<domain> wants you to sign in with your Ethereum account:`.
+    /// The first line is not `[scheme://]<domain> wants you to sign in with your Ethereum account:`.
     BadHeader,
-    /// The domain is empty or not an RFC 3986 authority.
+    /// The domain is empty or not an RFC 3986 authority, or the scheme before it is malformed.
     BadDomain,
     /// The second line is not an EIP-55 address.
     BadAddress,
-    /// The blank lines around the statement are wrong, or the statement spans lines.
+    /// The blank lines around the statement are wrong, or the statement has a character
+    /// EIP-4361 forbids there (only RFC 3986 reserved and unreserved characters and spaces).
     BadStatement,
     /// The `URI:` line is missing or not an absolute URI.
     BadUri,
@@ -309,20 +334,45 @@ fn parse_decimal(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// An RFC 3986 scheme: a letter, then letters, digits, `+`, `-`, `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+}
+
+/// EIP-4361's statement: `*( reserved / unreserved / " " )` of RFC 3986 (ASCII only: no `%`,
+/// no line break, no control character).
+pub fn is_statement(text: &str) -> bool {
+    text.bytes().all(|b| is_unreserved(b) || is_reserved(b) || b == b' ')
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_reserved(b: u8) -> bool {
+    b":/?#[]@!$&'()*+,;=".contains(&b)
+}
+
 /// An RFC 3986 authority as a host would write it: no spaces, no path, no controls.
 fn is_authority(text: &str) -> bool {
     !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:[]@!$&'()*+,;=%".contains(&b))
 }
 
-/// An absolute URI: a scheme, a colon, and no whitespace or controls.
+/// An absolute URI: a scheme, a colon, then only RFC 3986 characters, every `%` starting a
+/// percent-encoded octet.
 fn is_uri(text: &str) -> bool {
     let Some((scheme, rest)) = text.split_once(':') else { return false };
-    let mut scheme_bytes = scheme.bytes();
-    scheme_bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && scheme_bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        && !rest.is_empty()
-        && !rest.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    if !is_scheme(scheme) || rest.is_empty() {
+        return false;
+    }
+    let bytes = rest.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' => bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+        _ => is_unreserved(b) || is_reserved(b),
+    })
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` in UTC.

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use k256::ecdsa::SigningKey;
 
-use super::challenge::{ChallengeError, ChallengeStore};
+use super::challenge::{Binding, ChallengeError, ChallengeStore};
 use super::siwe::{format_time, parse_time, Expected, SiweError, SiweMessage};
 use super::*;
 use crate::clock::UnixTime;
@@ -85,6 +85,47 @@ fn test_generated_keys_sign_and_recover_with_either_v_encoding() {
     assert_eq!(recover_personal(b"hi there", &hex(&signature)).unwrap(), address_of(&key));
 }
 
+/// EIP-2098: r ‖ (yParity << 255 | s).
+fn compact(signature: &[u8]) -> Vec<u8> {
+    let mut out = signature[..64].to_vec();
+    if signature[64] % 2 == 0 {
+        out[32] |= 0x80; // v 28 (or 1): parity 1
+    }
+    out
+}
+
+#[test]
+fn test_eip2098_compact_signatures_recover_like_their_long_form() {
+    let key = key("alice");
+    // Enough messages that both parities occur.
+    let mut parities = [false; 2];
+    for i in 0..16 {
+        let text = format!("message {i}");
+        let long = personal_sign(&key, &text);
+        parities[usize::from(long[64] - 27)] = true;
+        let short = compact(&long);
+        assert_eq!(short.len(), 64);
+        assert_eq!(recover_personal(text.as_bytes(), &hex(&short)).unwrap(), address_of(&key));
+        // The other parity is another key: never the signer.
+        let mut flipped = short.clone();
+        flipped[32] ^= 0x80;
+        assert_ne!(recover_personal(text.as_bytes(), &hex(&flipped)).ok(), Some(address_of(&key)));
+    }
+    assert_eq!(parities, [true, true], "both parities tried");
+    // The strictness rules hold for the compact form too: zero r, zero s, high s.
+    let good = compact(&personal_sign(&key, "m"));
+    let mut zero_r = good.clone();
+    zero_r[..32].fill(0);
+    assert_eq!(RecoverableSignature::from_bytes(&zero_r).unwrap_err(), WalletError::ZeroR);
+    let mut zero_s = good.clone();
+    zero_s[32..].fill(0);
+    assert_eq!(RecoverableSignature::from_bytes(&zero_s).unwrap_err(), WalletError::ZeroS);
+    let mut high = good.clone();
+    high[32..].copy_from_slice(&HALF_ORDER);
+    high[63] += 1;
+    assert_eq!(RecoverableSignature::from_bytes(&high).unwrap_err(), WalletError::HighS);
+}
+
 #[test]
 fn test_tampered_message_and_wrong_signer_are_refused() {
     let alice = key("alice");
@@ -104,7 +145,7 @@ fn test_tampered_message_and_wrong_signer_are_refused() {
 fn test_malformed_signatures_have_distinct_errors() {
     let good = personal_sign(&key("alice"), "m");
     let parse = |bytes: &[u8]| RecoverableSignature::from_bytes(bytes).unwrap_err();
-    assert_eq!(parse(&good[..64]), WalletError::BadLength { len: 64 });
+    assert_eq!(parse(&good[..63]), WalletError::BadLength { len: 63 });
     assert_eq!(parse(&[good.as_slice(), &[0]].concat()), WalletError::BadLength { len: 66 });
     assert_eq!(parse(&[]), WalletError::BadLength { len: 0 });
     for v in [2u8, 26, 29, 35, 255] {
@@ -169,6 +210,7 @@ const NOW: UnixTime = UnixTime(1_780_000_000);
 
 fn message(address: Address) -> SiweMessage {
     SiweMessage {
+        scheme: None,
         domain: "meet.example.org".into(),
         address,
         statement: Some("Join room standup, gated by guild our-guild.".into()),
@@ -223,6 +265,22 @@ fn test_siwe_text_has_the_eip4361_layout_and_round_trips() {
 }
 
 #[test]
+fn test_optional_scheme_before_the_domain_is_eip4361_and_must_be_the_sites() {
+    let address = address_of(&key("alice"));
+    let with_scheme = SiweMessage { scheme: Some("https".into()), ..message(address) };
+    let text = with_scheme.to_text();
+    assert!(text.starts_with("https://meet.example.org wants you to sign in"), "{text}");
+    let parsed = SiweMessage::parse(&text).unwrap();
+    assert_eq!(parsed, with_scheme);
+    parsed.verify(&expected(&address)).unwrap();
+    let other = SiweMessage { scheme: Some("http".into()), ..message(address) };
+    assert_eq!(
+        SiweMessage::parse(&other.to_text()).unwrap().verify(&expected(&address)),
+        Err(SiweError::Mismatch { field: "scheme" })
+    );
+}
+
+#[test]
 fn test_rfc3339_times() {
     assert_eq!(format_time(UnixTime(0)), "1970-01-01T00:00:00Z");
     assert_eq!(parse_time("2021-09-30T16:25:24Z"), Some(UnixTime(1_633_019_124)));
@@ -256,6 +314,16 @@ fn test_malformed_siwe_fields_have_distinct_errors() {
         (text.replace(&checksum, &checksum.to_lowercase()), SiweError::BadAddress),
         (text.replace(&checksum, "0x1234"), SiweError::BadAddress),
         (text.replace(".\n\nURI", ".\nURI"), SiweError::BadStatement),
+        (text.replace("room standup", "room caf%C3%A9"), SiweError::BadStatement),
+        (text.replace("room standup", "room café"), SiweError::BadStatement),
+        (text.replace("room standup", "room a\tb"), SiweError::BadStatement),
+        (text.replace("room standup", "room \"x\""), SiweError::BadStatement),
+        (text.replacen("meet.example.org", "https//meet.example.org", 1), SiweError::BadDomain),
+        (text.replacen("meet.example.org", "1http://meet.example.org", 1), SiweError::BadDomain),
+        (text.replacen("meet.example.org", "https://", 1), SiweError::BadDomain),
+        (text.replace("example.org/standup", "example.org/café"), SiweError::BadUri),
+        (text.replace("example.org/standup", "example.org/100%"), SiweError::BadUri),
+        (text.replace("example.org/standup", "example.org/a%zz"), SiweError::BadUri),
         (
             text.replace("URI: https://meet.example.org/standup", "URI: not a uri"),
             SiweError::BadUri,
@@ -316,6 +384,7 @@ fn test_siwe_fields_are_checked_against_the_server() {
 // --- challenges and the whole proof ----------------------------------------------------------
 
 const ROOM: &str = "standup@conference.meet.example.org";
+const ALICE_JID: &str = "alice@meet.example.org";
 
 fn venue() -> Venue<'static> {
     Venue {
@@ -323,12 +392,22 @@ fn venue() -> Venue<'static> {
         uri: "https://meet.example.org/standup",
         chain_id: 1,
         room: ROOM,
+        requester: ALICE_JID,
     }
 }
 
-/// A challenge issued at `now` and the SIWE text for it, as the plugin builds them.
+fn store() -> ChallengeStore {
+    ChallengeStore::new(Duration::from_secs(300), 100, 8)
+}
+
+fn bind<'a>(requester: &'a str, room: &'a str, address: &'a Address) -> Binding<'a> {
+    Binding { requester, room, address }
+}
+
+/// A challenge issued at `now` to Alice's session and the SIWE text for it, as the plugin
+/// builds them.
 fn challenge_text(store: &ChallengeStore, address: Address, now: UnixTime, t: Instant) -> String {
-    let issued = store.issue(ROOM, address, now, t).unwrap();
+    let issued = store.issue(bind(ALICE_JID, ROOM, &address), now, t).unwrap();
     assert!(issued.nonce.len() >= 8 && issued.nonce.bytes().all(|b| b.is_ascii_alphanumeric()));
     SiweMessage {
         nonce: issued.nonce,
@@ -339,9 +418,24 @@ fn challenge_text(store: &ChallengeStore, address: Address, now: UnixTime, t: In
     .to_text()
 }
 
+/// What the plugin does for an admission: check, then spend.
+fn admit(
+    store: &ChallengeStore,
+    proof: &Proof<'_>,
+    venue: &Venue<'_>,
+    now: UnixTime,
+    t: Instant,
+) -> Result<Address, ProofError> {
+    let checked = check_proof(store, proof, venue, now, t)?;
+    store
+        .spend(&checked.nonce, venue.binding(&checked.address), now, t)
+        .map_err(ProofError::Challenge)?;
+    Ok(checked.address)
+}
+
 #[test]
 fn test_proof_admits_once_then_is_a_replay() {
-    let store = ChallengeStore::new(Duration::from_secs(300), 100);
+    let store = store();
     let alice = key("alice");
     let address = address_of(&alice);
     let t = Instant::now();
@@ -349,24 +443,59 @@ fn test_proof_admits_once_then_is_a_replay() {
     let signature = hex(&personal_sign(&alice, &text));
     let claimed = address.to_checksum();
     let proof = Proof { message: &text, signature: &signature, address: &claimed };
-    assert_eq!(redeem(&store, &proof, &venue(), NOW, t), Ok(address));
-    let replay = redeem(&store, &proof, &venue(), UnixTime(NOW.0 + 1), t).unwrap_err();
+    assert_eq!(admit(&store, &proof, &venue(), NOW, t), Ok(address));
+    let replay = admit(&store, &proof, &venue(), UnixTime(NOW.0 + 1), t).unwrap_err();
     assert_eq!(replay, ProofError::Challenge(ChallengeError::Used));
     assert_eq!(replay.condition(), "used-challenge");
 }
 
 #[test]
+fn test_a_checked_proof_is_not_spent_until_the_caller_says_so() {
+    // The Guild API is asked between check and spend: an outage must not cost the challenge.
+    let store = store();
+    let alice = key("alice");
+    let address = address_of(&alice);
+    let t = Instant::now();
+    let text = challenge_text(&store, address, NOW, t);
+    let signature = hex(&personal_sign(&alice, &text));
+    let claimed = address.to_checksum();
+    let proof = Proof { message: &text, signature: &signature, address: &claimed };
+    let first = check_proof(&store, &proof, &venue(), NOW, t).unwrap();
+    let again = check_proof(&store, &proof, &venue(), NOW, t).unwrap();
+    assert_eq!(first, again);
+    // Two joins racing with one proof: only one spend succeeds.
+    let binding = venue().binding(&address);
+    assert_eq!(store.spend(&first.nonce, binding, NOW, t), Ok(()));
+    assert_eq!(store.spend(&again.nonce, binding, NOW, t), Err(ChallengeError::Used));
+}
+
+#[test]
+fn test_compact_signature_and_scheme_prefixed_message_prove() {
+    let store = store();
+    let alice = key("alice");
+    let address = address_of(&alice);
+    let t = Instant::now();
+    let ours = challenge_text(&store, address, NOW, t);
+    // What a SIWE library makes of the same fields with `scheme: "https"`.
+    let theirs = format!("https://{ours}");
+    let signature = hex(&compact(&personal_sign(&alice, &theirs)));
+    let claimed = address.to_checksum();
+    let proof = Proof { message: &theirs, signature: &signature, address: &claimed };
+    assert_eq!(admit(&store, &proof, &venue(), NOW, t), Ok(address));
+}
+
+#[test]
 fn test_proof_refusals_are_distinct() {
-    let store = ChallengeStore::new(Duration::from_secs(300), 100);
+    let store = store();
     let alice = key("alice");
     let address = address_of(&alice);
     let claimed = address.to_checksum();
     let t = Instant::now();
 
-    // Signed by someone else: the challenge survives for a proper retry.
+    // Signed by someone else: a final refusal, which spends the challenge.
     let text = challenge_text(&store, address, NOW, t);
     let mallory = hex(&personal_sign(&key("mallory"), &text));
-    let wrong = redeem(
+    let wrong = admit(
         &store,
         &Proof { message: &text, signature: &mallory, address: &claimed },
         &venue(),
@@ -375,30 +504,40 @@ fn test_proof_refusals_are_distinct() {
     );
     assert_eq!(wrong.unwrap_err().condition(), "bad-signature");
     let good = hex(&personal_sign(&alice, &text));
-    assert!(redeem(
+    let after = admit(
         &store,
         &Proof { message: &text, signature: &good, address: &claimed },
         &venue(),
         NOW,
-        t
-    )
-    .is_ok());
+        t,
+    );
+    assert_eq!(after, Err(ProofError::Challenge(ChallengeError::Used)));
 
-    // Expired: past the challenge's lifetime.
+    // Expired: past the challenge's lifetime (the message says so before the store does).
     let text = challenge_text(&store, address, NOW, t);
     let signature = hex(&personal_sign(&alice, &text));
     let proof = Proof { message: &text, signature: &signature, address: &claimed };
-    let late = redeem(&store, &proof, &venue(), UnixTime(NOW.0 + 300), t).unwrap_err();
-    assert_eq!(late, ProofError::Challenge(ChallengeError::Expired));
+    let late = admit(&store, &proof, &venue(), UnixTime(NOW.0 + 300), t).unwrap_err();
+    assert_eq!(late, ProofError::Message(SiweError::Expired));
+    assert_eq!(late.condition(), "expired-challenge");
+    assert_eq!(
+        store.check(
+            &SiweMessage::parse(&text).unwrap().nonce,
+            venue().binding(&address),
+            UnixTime(NOW.0 + 300),
+            t
+        ),
+        Err(ChallengeError::Expired)
+    );
 
     // Not yet valid: a clock far behind the issue time.
-    let early = redeem(&store, &proof, &venue(), UnixTime(NOW.0 - 3600), t).unwrap_err();
+    let early = admit(&store, &proof, &venue(), UnixTime(NOW.0 - 3600), t).unwrap_err();
     assert_eq!(early, ProofError::Message(SiweError::NotYetValid));
 
     // A nonce the server never issued.
     let forged = message(address).to_text();
     let signature = hex(&personal_sign(&alice, &forged));
-    let unknown = redeem(
+    let unknown = admit(
         &store,
         &Proof { message: &forged, signature: &signature, address: &claimed },
         &venue(),
@@ -407,50 +546,138 @@ fn test_proof_refusals_are_distinct() {
     );
     assert_eq!(unknown.unwrap_err(), ProofError::Challenge(ChallengeError::Unknown));
 
-    // Another room, another address, a malformed address, a tampered message.
+    // Another user, room, address, a malformed address, a tampered message, another URI:
+    // none of these spends the challenge.
     let text = challenge_text(&store, address, NOW, t);
     let signature = hex(&personal_sign(&alice, &text));
     let proof = Proof { message: &text, signature: &signature, address: &claimed };
+    let other_user = Venue { requester: "mallory@meet.example.org", ..venue() };
+    assert_eq!(
+        admit(&store, &proof, &other_user, NOW, t).unwrap_err(),
+        ProofError::Challenge(ChallengeError::WrongRequester)
+    );
     let other_room = Venue { room: "other@conference.meet.example.org", ..venue() };
     assert_eq!(
-        redeem(&store, &proof, &other_room, NOW, t).unwrap_err(),
+        admit(&store, &proof, &other_room, NOW, t).unwrap_err(),
         ProofError::Challenge(ChallengeError::WrongRoom)
     );
-    let bob = address_of(&key("bob")).to_checksum();
-    let as_bob = Proof { address: &bob, ..proof };
+    let bob_key = key("bob");
+    let bob = address_of(&bob_key).to_checksum();
+    let bob_text = text.replace(&claimed, &bob);
+    let bob_signature = hex(&personal_sign(&bob_key, &bob_text));
+    let as_bob = Proof { message: &bob_text, signature: &bob_signature, address: &bob };
     assert_eq!(
-        redeem(&store, &as_bob, &venue(), NOW, t).unwrap_err(),
+        admit(&store, &as_bob, &venue(), NOW, t).unwrap_err(),
         ProofError::Challenge(ChallengeError::WrongAddress)
     );
     let as_junk = Proof { address: "0xjunk", ..proof };
-    assert!(matches!(redeem(&store, &as_junk, &venue(), NOW, t), Err(ProofError::Address(_))));
-    let tampered = text.replace("Join room standup", "Join room standby");
-    let changed = Proof { message: &tampered, ..proof };
-    assert!(matches!(
-        redeem(&store, &changed, &venue(), NOW, t),
-        Err(ProofError::Signature(WalletError::WrongSigner { .. }))
-    ));
+    assert!(matches!(admit(&store, &as_junk, &venue(), NOW, t), Err(ProofError::Address(_))));
     let other_uri = Venue { uri: "https://meet.example.org/other", ..venue() };
     assert_eq!(
-        redeem(&store, &proof, &other_uri, NOW, t).unwrap_err(),
+        admit(&store, &proof, &other_uri, NOW, t).unwrap_err(),
         ProofError::Message(SiweError::Mismatch { field: "URI" })
     );
     // After all those refusals the challenge is still good.
-    assert!(redeem(&store, &proof, &venue(), NOW, t).is_ok());
+    assert!(admit(&store, &proof, &venue(), NOW, t).is_ok());
+    // A tampered message is a bad signature over a live challenge: final.
+    let text = challenge_text(&store, address, NOW, t);
+    let signature = hex(&personal_sign(&alice, &text));
+    let tampered = text.replace("Join room standup", "Join room standby");
+    let changed = Proof { message: &tampered, signature: &signature, address: &claimed };
+    assert!(matches!(
+        admit(&store, &changed, &venue(), NOW, t),
+        Err(ProofError::Signature(WalletError::WrongSigner { .. }))
+    ));
 }
 
 #[test]
-fn test_challenges_are_random_and_forgotten_eventually() {
-    let store = ChallengeStore::new(Duration::from_secs(300), 100);
+fn test_challenges_are_random_and_forgotten_at_expiry() {
+    let store = store();
     let address = address_of(&key("alice"));
     let t = Instant::now();
-    let a = store.issue(ROOM, address, NOW, t).unwrap();
-    let b = store.issue(ROOM, address, NOW, t).unwrap();
+    let a = store.issue(bind(ALICE_JID, ROOM, &address), NOW, t).unwrap();
+    let b = store
+        .issue(bind(ALICE_JID, "other@conference.meet.example.org", &address), NOW, t)
+        .unwrap();
     assert_ne!(a.nonce, b.nonce);
     assert_eq!(a.expires, UnixTime(NOW.0 + 300));
-    let much_later = t + Duration::from_secs(3600);
+    assert_eq!(store.len(), 2);
+    let later = t + Duration::from_secs(301);
     assert_eq!(
-        store.check(&a.nonce, ROOM, &address, UnixTime(NOW.0 + 3600), much_later),
+        store.check(&a.nonce, bind(ALICE_JID, ROOM, &address), UnixTime(NOW.0 + 301), later),
         Err(ChallengeError::Unknown)
     );
+    assert_eq!(store.len(), 0, "expired challenges leave the store");
+}
+
+#[test]
+fn test_one_live_challenge_per_user_room_and_address() {
+    let store = store();
+    let address = address_of(&key("alice"));
+    let t = Instant::now();
+    let binding = bind(ALICE_JID, ROOM, &address);
+    let first = store.issue(binding, NOW, t).unwrap();
+    let second = store.issue(binding, NOW, t).unwrap();
+    assert_eq!(store.check(&first.nonce, binding, NOW, t), Err(ChallengeError::Unknown));
+    assert_eq!(store.check(&second.nonce, binding, NOW, t), Ok(()));
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn test_no_flood_by_other_users_makes_a_live_challenge_fail() {
+    // The report: 12,000 requests turned a victim's signed, unexpired challenge into "Unknown
+    // challenge". Here a flooder loses only their own entries, and a full store refuses new
+    // challenges instead of evicting anyone's.
+    let store = ChallengeStore::new(Duration::from_secs(300), 1_000, 8);
+    let t = Instant::now();
+    let victim = address_of(&key("victim"));
+    let theirs = store.issue(bind(ALICE_JID, ROOM, &victim), NOW, t).unwrap();
+    // One flooder, any address, any room, many times: their own budget, never more.
+    for i in 0..12_000u32 {
+        let target = if i % 2 == 0 { victim } else { Address([(i % 251) as u8; 20]) };
+        store.issue(bind("mallory@meet.example.org", ROOM, &target), NOW, t).unwrap();
+    }
+    assert_eq!(store.len(), 1 + 8);
+    // Many flooders: the store fills, then refuses; the victim's challenge stands.
+    let mut refused = 0;
+    for i in 0..2_000u32 {
+        let flooder = format!("flooder{i}@meet.example.org");
+        if store.issue(bind(&flooder, ROOM, &victim), NOW, t) == Err(ChallengeError::Full) {
+            refused += 1;
+        }
+    }
+    assert_eq!(store.len(), 1_000, "memory stays bounded");
+    assert_eq!(refused, 2_000 - (1_000 - 9));
+    assert_eq!(store.check(&theirs.nonce, bind(ALICE_JID, ROOM, &victim), NOW, t), Ok(()));
+    // Once the flood expires there is room again.
+    let later = t + Duration::from_secs(301);
+    assert!(store
+        .issue(bind("late@meet.example.org", ROOM, &victim), UnixTime(NOW.0 + 301), later)
+        .is_ok());
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn test_store_operations_do_not_grow_with_the_store() {
+    // O(1)/O(log n): the time per issue in a full store of 100,000 stays within a small factor
+    // of that in a store of 1,000 (the old linear eviction scanned the whole store: ×100).
+    let per_issue = |capacity: usize| {
+        let store = ChallengeStore::new(Duration::from_secs(300), capacity, 8);
+        let t = Instant::now();
+        for i in 0..capacity {
+            let user = format!("u{i}");
+            store.issue(bind(&user, ROOM, &Address([1; 20])), NOW, t).unwrap();
+        }
+        let started = Instant::now();
+        for i in 0..2_000usize {
+            let user = format!("u{}", i % 100);
+            let _ = store.issue(bind(&user, ROOM, &Address([(i % 256) as u8; 20])), NOW, t);
+            let _ = store.check("0123456789abcdef", bind(&user, ROOM, &Address([1; 20])), NOW, t);
+        }
+        assert_eq!(store.len(), capacity);
+        started.elapsed()
+    };
+    let small = per_issue(1_000);
+    let large = per_issue(100_000);
+    assert!(large < small * 10 + Duration::from_millis(50), "1k: {small:?}, 100k: {large:?}");
 }
