@@ -2,10 +2,15 @@
 // resumes after a network change: ?token=<new>&previd=<stream id>, then <resume/>). jitsi-meet's
 // mod_auth_token copies the new session's fields onto the resumed one (c2s-session-updated).
 // Prosody 0.12 and 13 ship mod_smacks; a Prosody without it skips these.
-import { differentialSuite, freshRoom, prosodyHasSmacks } from '../lib/differential.js';
+import { differentialSuite, freshRoom, prosodyHasSmacks, prosodyVersion } from '../lib/differential.js';
 import { TOKEN_HOST, token } from './scenarios.js';
 
 const skip = prosodyHasSmacks() ? false : 'this Prosody has no mod_smacks';
+// Prosody 13 fires c2s-session-updated when a stream is resumed, and upstream's mod_auth_token
+// then copies the new token's fields onto the resumed session; 0.12 fires nothing, so there the
+// resumed session keeps its old fields on both sides.
+const fires = Number(prosodyVersion().split('.')[0]) >= 13;
+const copyTodo = fires ? 'issue 11 item 7' : undefined;
 
 /**
  * Logs in with `first`, then drops the connection and resumes the stream with `second`: the
@@ -28,8 +33,8 @@ const user = (name, extra = {}) => token({ room: '*', context: { user: { id: nam
 
 await differentialSuite('stream resumption with a new token', { host: TOKEN_HOST, mucModules: ['token_verification'], smacks: true }, [
   { name: 'resumed with the same token', run: ((t) => resumeWith(t, t))(user('ana')), skip },
-  { name: 'resumed with a new token for the same user', run: resumeWith(user('ana'), user('ana', { room: freshRoom('res') })), skip, todo: 'issue 11 item 7' },
-  { name: 'resumed with a token naming another user and room', run: resumeWith(user('ana'), user('eve', { room: 'elsewhere', context: { user: { id: 'eve', name: 'Eve' }, room: { lobby: true } } })), skip, todo: 'issue 11 item 7' },
+  { name: 'resumed with a new token for the same user', run: resumeWith(user('ana'), user('ana', { room: freshRoom('res') })), skip, todo: copyTodo },
+  { name: 'resumed with a token naming another user and room', run: resumeWith(user('ana'), user('eve', { room: 'elsewhere', context: { user: { id: 'eve', name: 'Eve' }, room: { lobby: true } } })), skip, todo: copyTodo },
   { name: 'resumed with an invalid token', run: resumeWith(user('ana'), token({ room: '*' }, { key: 'wrong' })), skip },
   { name: 'resumed without a token', run: resumeWith(user('ana'), undefined), skip },
 ]);

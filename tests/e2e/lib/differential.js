@@ -61,6 +61,16 @@ export function prosodyHasSmacks() {
   return fs.existsSync(path.join(root, 'usr/lib/prosody/modules/mod_smacks.lua'));
 }
 
+/** The version of the Prosody under test ("0.12.3", "13.0.1"), from its prosody.version file. */
+export function prosodyVersion() {
+  const root = process.env.PROSODY_ROOT ?? '/';
+  try {
+    return fs.readFileSync(path.join(root, 'usr/lib/prosody/prosody.version'), 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** True when this build of gatehouse ships `mod_<name>.lua` (modules other helpers still add). */
 export function gatehouseHas(name) {
   return fs.existsSync(path.join(GATEHOUSE_DIST, `mod_${name}.lua`));
