@@ -197,12 +197,8 @@ mod tests {
         RoomRequest::from_context_room(&context_room)
     }
 
-    const OPEN_JITSI: RoomState = RoomState {
-        lobby_on: false,
-        members_only: false,
-        password: None,
-        lobby_available: true,
-    };
+    const OPEN_JITSI: RoomState =
+        RoomState { lobby_on: false, members_only: false, password: None, lobby_available: true };
     const LOBBY_JITSI: RoomState = RoomState { lobby_on: true, members_only: true, ..OPEN_JITSI };
     const OPEN_PLAIN: RoomState = RoomState { lobby_available: false, ..OPEN_JITSI };
 

@@ -30,8 +30,8 @@ fn affiliation(
 /// `owner_grant(grantor, target_is_owner_by_token)` → `"apply"`, `"acknowledge"` or
 /// `"refuse"`. `grantor` is `"focus"`, `"admin"` or anything else (another grantor).
 fn owner_grant(_: &Lua, (grantor, target_is_owner): (Value, Value)) -> Result<&'static str> {
-    Ok(moderation::owner_grant(grantor_of(&grantor), matches!(target_is_owner, Value::Boolean(true)))
-        .as_str())
+    let target_is_owner = matches!(target_is_owner, Value::Boolean(true));
+    Ok(moderation::owner_grant(grantor_of(&grantor), target_is_owner).as_str())
 }
 
 /// `role_grant(grantor, target_is_owner_by_token)` → `"apply"` or `"refuse"`: a grant of the

@@ -55,8 +55,7 @@ fn bypass(lua: &Lua, (context_user, state): (Value, Table)) -> Result<Table> {
 }
 
 /// The room's current password from the state table. Prosody's XML parser only lets UTF-8
-/// through, but a password that is not is still a password: kept lossily, so it is "set" and
-/// differs from any request made of valid text.
+/// through; anything else is still a password (kept lossily), so the room counts as protected.
 fn room_password(state: &Table) -> Result<Option<String>> {
     Ok(match state.get::<Value>("password")? {
         Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
