@@ -135,8 +135,11 @@ return function (gate, guild_timeout)
 		end
 	end, -1);
 
-	-- Priority -3: after the security bypass (-2), before the lobby (-4), members-only (-5) and
-	-- the password (-20): a proven member walks past them, anyone else is refused here.
+	-- Priority -1.5: after token verification (99); before the security bypass (-2), the lobby
+	-- bypass (-3), token moderation (-3.5), the lobby (-4), members-only (-5) and the password
+	-- (-20). So only an affiliation the user had before this join exempts them (not a `member`
+	-- another module grants on the way, e.g. for a lobby_bypass claim), bypass and moderator
+	-- claims are read here from verified tokens, and a proven member walks past the rest.
 	module:hook("muc-occupant-pre-join", function (event)
 		local room, stanza, session = event.room, event.stanza, event.origin;
 		-- Who joins is the sender: event.occupant is the nick's occupant, someone else's when the
@@ -165,5 +168,5 @@ return function (gate, guild_timeout)
 		module:log("info", "%s proved %s is in guild %s for %s", bare_jid, verdict.address, guild, room.jid);
 		room:set_affiliation(true, bare_jid, "member");
 		if event.is_first_session then event.occupant.role = "participant"; end -- never another's
-	end, -3);
+	end, -1.5);
 end

@@ -110,7 +110,7 @@ const configure = (xmpp, room, fields) => xmpp.iqCaller.request(
 
 describe('guild-gated rooms (Guild API stand-in; wallets and SIWE from ethers and siwe)', () => {
   const bed = walletBed('wallet', {
-    modules: ['token_security_ondemand'],
+    modules: ['token_security_ondemand', 'token_lobby_bypass'],
     gatehouse_wallet_guild_timeout: GUILD_TIMEOUT, gatehouse_wallet_challenge_ttl: CHALLENGE_TTL,
   });
 
@@ -231,6 +231,14 @@ describe('guild-gated rooms (Guild API stand-in; wallets and SIWE from ethers an
     bed.guildApi.recover(broken.address);
     const self = await joinRoom(xmpp, room, 'recovered', { extraChildren: [proof(broken.address, signature, c.message)] });
     assert.equal(self.affiliation, 'member');
+  });
+
+  it('a verified lobby_bypass claim skips the lobby, not the guild (mod_token_lobby_bypass loaded)', async () => {
+    const { room } = await bed.gatedRoom('lobbybypass');
+    const err = await refusal(joinRoom(await bed.login({ user: { lobby_bypass: true } }), room, 'skipper'));
+    assert.equal(err.condition, 'registration-required');
+    assert.equal((await bed.proveAndJoin(room, 'member', bed.wallet(), { xmpp: await bed.login({ user: { lobby_bypass: true } }) }))
+      .self.affiliation, 'member');
   });
 
   it('the owner switches the requirement off (anyone gets in) and on again', async () => {
