@@ -58,12 +58,26 @@ if not native.http_configured then
 end
 
 -- One registry of waiting sessions per process, kept on the native table that every module
--- shares, since there is one job pool and one descriptor to watch.
+-- shares, since there is one job pool and one descriptor to watch. The pool's limits are
+-- process-wide options too, read once here by the first gatehouse module that loads.
 local jobs = native.jobs;
 local waiting = jobs.waiting;
 if not waiting then
 	waiting = {};
 	jobs.waiting = waiting;
+	local global = module:context("*");
+	jobs.limits = jobs.configure({
+		-- Remote calls in progress at once, across every service: worker threads at most.
+		max_remote_calls = global:get_option_number("gatehouse_max_remote_calls", 512);
+		-- ... and for one remote service (URL origin), so that a slow one leaves room.
+		max_remote_calls_per_source = global:get_option_number("gatehouse_max_remote_calls_per_source", 256);
+	});
+	-- What one client may have in flight: per session, and per address unless the address is
+	-- one of Prosody's trusted_proxies (then it names a proxy in front of many clients).
+	jobs.per_session = global:get_option_number("gatehouse_max_remote_calls_per_session", 4);
+	jobs.per_address = global:get_option_number("gatehouse_max_remote_calls_per_address", 32);
+	jobs.trusted_proxies = global:get_option_set("trusted_proxies", { "127.0.0.1", "::1" });
+	jobs.in_flight = { sessions = setmetatable({}, { __mode = "k" }); addresses = {} };
 	-- The pool's descriptor becomes readable whenever a job finishes: resume its session.
 	jobs.watcher = server.watchfd(jobs.fd(), function ()
 		for _, id in ipairs(jobs.ready()) do
@@ -75,6 +89,7 @@ if not waiting then
 		end
 	end);
 end
+local in_flight = jobs.in_flight;
 
 -- What each session's *verified* token says: one registry per process, kept on the native
 -- table every module shares. Only signature-verifying providers write it: gatehouse's token
@@ -154,25 +169,64 @@ local function observed(started, ...)
 	return ...;
 end
 
---- Waits for a native job without blocking Prosody: only the calling session is suspended.
--- Returns the job's own results, or nil, condition, text, reason on timeout.
-function lib.await(job, timeout)
+-- The address a session's calls count against, or nil when it is a trusted proxy's.
+local function client_address(session)
+	local ip = session and session.ip;
+	if ip and not jobs.trusted_proxies:contains(ip) then
+		return ip;
+	end
+	return nil;
+end
+
+local function count_in_flight(session, address, delta)
+	if session then
+		in_flight.sessions[session] = (in_flight.sessions[session] or 0) + delta;
+	end
+	if address then
+		local n = (in_flight.addresses[address] or 0) + delta;
+		in_flight.addresses[address] = n > 0 and n or nil;
+	end
+end
+
+-- The native side ends a job by its deadline (its HTTP requests time out then, and a job still
+-- queued is never started) and reports why; this much later, the wait gives up by itself, in
+-- case the answer cannot be delivered in time (a machine too busy to run the event loop).
+local DELIVERY_GRACE = 0.5; -- seconds
+
+--- Runs a native job and waits for it without blocking Prosody: only the calling session is
+-- suspended. `timeout` (seconds) is the whole deadline, time waiting for a worker included.
+-- `session` (optional) is who the call is for: what one session or address may have in flight
+-- is bounded. Returns the job's own results, or nil, condition, text, reason.
+function lib.await(job, timeout, session)
 	if not async.ready() then
 		return nil, "internal-server-error", "gatehouse: a remote call needs an async context", "no-async";
 	end
+	local address = client_address(session);
+	if (session and (in_flight.sessions[session] or 0) >= jobs.per_session)
+		or (address and (in_flight.addresses[address] or 0) >= jobs.per_address) then
+		lib.observe_remote("busy", 0);
+		return nil, "resource-constraint", "too many remote calls in flight for this client", "busy";
+	end
 	local started = now();
+	local ok, condition, text, reason = job:start(timeout);
+	if not ok then
+		lib.observe_remote(tostring(reason), 0);
+		return nil, condition, text, reason;
+	end
 	local id = job:id();
 	local wait, done = async.waiter();
 	local timed_out = false;
 	waiting[id] = done;
-	local timeout_timer = timer.add_task(timeout, function ()
+	local timeout_timer = timer.add_task(timeout + DELIVERY_GRACE, function ()
 		if waiting[id] then
 			waiting[id] = nil;
 			timed_out = true;
 			done();
 		end
 	end);
+	count_in_flight(session, address, 1);
 	wait();
+	count_in_flight(session, address, -1);
 	if timed_out then
 		lib.observe_remote("timeout", now() - started);
 		-- Dropping the job handle later drops its result whenever it arrives.
@@ -182,12 +236,18 @@ function lib.await(job, timeout)
 	return observed(started, job:result());
 end
 
---- Calls a native function that answers either at once or with a job to wait for.
-function lib.settle(timeout, result, ...)
+--- Calls a native function that answers either at once or with a job to wait for (see
+-- lib.await), on behalf of `session` (may be nil).
+function lib.settle_for(session, timeout, result, ...)
 	if jobs.is_job(result) then
-		return lib.await(result, timeout);
+		return lib.await(result, timeout, session);
 	end
 	return result, ...;
+end
+
+--- lib.settle_for without a session.
+function lib.settle(timeout, result, ...)
+	return lib.settle_for(nil, timeout, result, ...);
 end
 
 --- Whether a JID is a server admin: the global or its host's `admins` list. Read from the

@@ -32,10 +32,11 @@ local refusals = {
 	["bad-guild"] = { "cancel", "item-not-found", "The room's guild is unknown to the Guild service" };
 	["guild-unavailable"] = { "wait", "service-unavailable", "Guild service unavailable, try again later" };
 	["remote-server-timeout"] = { "wait", "service-unavailable", "Guild service unavailable, try again later" };
+	["resource-constraint"] = { "wait", "resource-constraint", "Guild service busy, try again later" };
 };
 -- Answers that say nothing about the user: the challenge stays good for a retry.
 local not_final = { ["guild-unavailable"] = true; ["remote-server-timeout"] = true; ["bad-guild"] = true;
-	["bad-config"] = true; ["internal-server-error"] = true };
+	["bad-config"] = true; ["internal-server-error"] = true; ["resource-constraint"] = true };
 
 return function (gate, guild_timeout)
 	local muc = module:depends("muc");
@@ -81,7 +82,7 @@ return function (gate, guild_timeout)
 
 	-- The verdict for one proof: { address } or { condition, text }, or nil for no proof at all.
 	-- May wait for the Guild API.
-	local function judge(room, guild, stanza, proof)
+	local function judge(room, guild, stanza, proof, session)
 		local requester = jid.bare(stanza.attr.from);
 		local node = jid.node(room.jid);
 		local address, nonce, text;
@@ -96,8 +97,8 @@ return function (gate, guild_timeout)
 			if not address then return { condition = nonce; text = text }; end
 			nonce = nil; -- the legacy code rotated already
 		end
-		-- Two requests at most (guild, then membership), each bounded by the timeout.
-		local answer, condition, public_text, _, log_text = gatehouse.settle(2 * guild_timeout + 1,
+		-- Both requests (guild, then membership) within the one timeout.
+		local answer, condition, public_text, _, log_text = gatehouse.settle_for(session, guild_timeout,
 			gate:membership(guild, address));
 		if not answer and not_final[condition] then
 			module:log("warn", "Guild check of %s for %s failed: %s", address, room.jid, log_text or public_text);
@@ -123,7 +124,7 @@ return function (gate, guild_timeout)
 		end
 		local proof = stanza:get_child("proof", NS);
 		if exemption(room, origin, jid.bare(stanza.attr.from)) then return; end
-		local verdict = judge(room, guild, stanza, proof);
+		local verdict = judge(room, guild, stanza, proof, origin);
 		if verdict then
 			verdict.guild = guild;
 			verdicts[stanza] = verdict;

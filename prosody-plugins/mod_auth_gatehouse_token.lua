@@ -21,6 +21,7 @@ local key_cache_ttl = module:get_option_number("jwt_pubkey_cache_ttl", 3600); --
 local leeway = module:get_option_number("gatehouse_token_leeway", 0); -- seconds
 local max_token_bytes = module:get_option_number("gatehouse_token_max_size", 16384); -- bytes
 local key_timeout = module:get_option_number("gatehouse_key_fetch_timeout", 5); -- seconds
+local key_fetch_rate = module:get_option_number("gatehouse_key_fetch_rate", 5); -- new kids/s per key server
 
 if not app_id then
 	module:log_status("error", "'app_id' must not be empty; token authentication is disabled");
@@ -41,6 +42,7 @@ local verifier, _, config_error = token_api.new_verifier({
 	accepted_issuers = accepted_issuers; accepted_audiences = accepted_audiences;
 	require_room_claim = require_room_claim; leeway = leeway; max_token_bytes = max_token_bytes;
 	key_cache_size = key_cache_size; key_cache_ttl = key_cache_ttl; http_timeout = key_timeout;
+	key_fetch_rate = key_fetch_rate;
 });
 if not verifier then
 	module:log_status("error", "Token verification is misconfigured: %s", config_error);
@@ -87,9 +89,9 @@ end
 
 -- Waits for a verification that needed a key fetch. A key-server verifier answers at once only
 -- from its key cache (or for a token refused before any key was needed, which is not counted).
-local function settle_counted(answer, ...)
+local function settle_counted(session, answer, ...)
 	local remote = gatehouse.native.jobs.is_job(answer);
-	local claims, condition, text, reason = gatehouse.settle(key_timeout + 1, answer, ...);
+	local claims, condition, text, reason = gatehouse.settle_for(session, key_timeout, answer, ...);
 	if keys_cached and (remote or claims) then gatehouse.count_cache(not remote); end
 	return claims, condition, text, reason;
 end
@@ -105,7 +107,7 @@ local function verify_session_token(session)
 	if session.public_key then
 		claims, condition, text, reason = verifier:verify_with_key(session.auth_token, session.public_key);
 	else
-		claims, condition, text, reason = settle_counted(verifier:verify(session.auth_token));
+		claims, condition, text, reason = settle_counted(session, verifier:verify(session.auth_token));
 	end
 	tokens:with_labels(claims and "verified" or "refused", claims and "ok" or tostring(reason or condition)):add(1);
 	if not claims then

@@ -72,7 +72,7 @@ local tokens = module:metric("counter", "tokens", "", "Matrix tokens verified or
 
 -- true, or false, condition, text: upstream's checks, in upstream's order, then UVS.
 local function process_and_verify_token(session)
-	local admitted, condition, text, reason, detail = gatehouse.settle(uvs_timeout + 1,
+	local admitted, condition, text, reason, detail = gatehouse.settle_for(session, uvs_timeout,
 		verifier:verify(session.auth_token, session.jitsi_room or session.jitsi_web_query_room));
 	if not admitted then
 		if bridge_failures[reason] then

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cache::TtlCache;
+use crate::flight::Flight;
 use crate::http::{self, HttpError, Limits};
 use crate::wallet::Address;
 
@@ -78,6 +79,8 @@ pub struct Client {
     config: Arc<Config>,
     guilds: Arc<Mutex<TtlCache<String, Guild>>>,
     members: Arc<Mutex<TtlCache<(u64, Address), bool>>>,
+    /// Guild lookups in progress: joins of one guild by many addresses resolve it once.
+    resolving: Arc<Flight<String, Result<Guild, GuildError>>>,
 }
 
 impl Client {
@@ -93,7 +96,13 @@ impl Client {
             config: Arc::new(config),
             guilds: Arc::new(Mutex::new(TtlCache::new(size))),
             members: Arc::new(Mutex::new(TtlCache::new(size))),
+            resolving: Arc::default(),
         })
+    }
+
+    /// The API's base URL (its origin is the source the per-source limit counts).
+    pub fn base_url(&self) -> &str {
+        &self.config.base_url
     }
 
     /// The cached answer, if both the guild and the membership are cached.
@@ -116,7 +125,10 @@ impl Client {
         let guild = match cached_guild {
             Some(guild) => guild,
             None => {
-                let guild = self.fetch_guild(&key)?;
+                let gave_up = || {
+                    Err(GuildError::Http(HttpError::Timeout { after: self.config.limits.timeout }))
+                };
+                let guild = self.resolving.run(key.clone(), || self.fetch_guild(&key), gave_up)?;
                 lock(&self.guilds).insert(
                     key,
                     guild.clone(),

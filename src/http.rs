@@ -4,10 +4,18 @@
 //! Prosody's own thread. Every request has a global timeout and a bounded reply size, and
 //! redirects are not followed: an access-control service that answers elsewhere is treated
 //! as an error the operator must look at, not silently trusted. Which CAs HTTPS trusts is
-//! [`crate::trust`]'s job.
+//! [`crate::trust`]'s job. A request made by a job ends by that job's deadline
+//! ([`crate::jobs::current_deadline`]) even when its own timeout is longer: the caller has
+//! stopped waiting by then.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::jobs;
+
+/// The longest `Cache-Control: max-age` taken from a server (30 days); anything longer is read
+/// as this. Durations from outside are clamped before they reach `Instant` arithmetic.
+pub const MAX_AGE_LIMIT: Duration = Duration::from_secs(30 * 86_400);
 
 /// Limits applied to one request.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +89,7 @@ impl std::error::Error for HttpError {}
 
 /// `GET url` with the given headers.
 pub fn get(url: &str, headers: &[(&str, &str)], limits: Limits) -> Result<Reply, HttpError> {
-    let mut request = agent(limits).get(url);
+    let mut request = agent(within_deadline(limits)?).get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -95,11 +103,40 @@ pub fn post_json(
     body: &serde_json::Value,
     limits: Limits,
 ) -> Result<Reply, HttpError> {
-    let mut request = agent(limits).post(url).header("Content-Type", "application/json");
+    let mut request =
+        agent(within_deadline(limits)?).post(url).header("Content-Type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
     read_reply(request.send(body.to_string().as_bytes()), limits)
+}
+
+/// The origin of a URL (`scheme://host:port`, lower case): what counts as one remote source for
+/// the per-source limits of [`crate::jobs`]. Text that is not a URL is its own source.
+pub fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let scheme = scheme.to_ascii_lowercase();
+    let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    if has_port {
+        format!("{scheme}://{}", host.to_ascii_lowercase())
+    } else {
+        format!("{scheme}://{}:{default_port}", host.to_ascii_lowercase())
+    }
+}
+
+/// `limits` with the timeout cut to what is left of the current job's deadline; a deadline
+/// already passed fails at once, without a request. A timeout is still reported with the
+/// configured value: that is the budget the caller gave the whole call.
+fn within_deadline(limits: Limits) -> Result<Limits, HttpError> {
+    let Some(deadline) = jobs::current_deadline() else { return Ok(limits) };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(HttpError::Timeout { after: limits.timeout });
+    }
+    Ok(Limits { timeout: limits.timeout.min(left), ..limits })
 }
 
 /// An agent is cheap to build and holds no state we want shared between calls (a pooled
@@ -149,6 +186,7 @@ fn from_ureq(error: ureq::Error, limits: Limits) -> HttpError {
 }
 
 /// Reads `max-age=N` out of a Cache-Control value; `no-store`/`no-cache` mean "do not keep".
+/// At most [`MAX_AGE_LIMIT`], however large N is.
 pub fn parse_max_age(value: &str) -> Option<Duration> {
     let mut max_age = None;
     for directive in value.split(',').map(str::trim) {
@@ -157,7 +195,14 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(seconds) = lower.strip_prefix("max-age=") {
-            max_age = seconds.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            let seconds = seconds.trim_matches('"');
+            max_age = if !seconds.is_empty() && seconds.bytes().all(|b| b.is_ascii_digit()) {
+                // More digits than u64 holds is still just "very long".
+                let secs = seconds.parse::<u64>().unwrap_or(u64::MAX);
+                Some(Duration::from_secs(secs).min(MAX_AGE_LIMIT))
+            } else {
+                None
+            };
         }
     }
     max_age
@@ -174,5 +219,49 @@ mod tests {
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("public"), None);
         assert_eq!(parse_max_age("max-age=soon"), None);
+        assert_eq!(parse_max_age("max-age=-5"), None);
+    }
+
+    #[test]
+    fn test_huge_max_age_is_clamped() {
+        for huge in [
+            "max-age=18446744073709551615",
+            "max-age=18446744073709551616",
+            "max-age=999999999999999999999999",
+        ] {
+            assert_eq!(parse_max_age(huge), Some(MAX_AGE_LIMIT), "{huge}");
+        }
+        // What the clamp protects: adding the age to a clock reading must not overflow.
+        assert!(Instant::now()
+            .checked_add(parse_max_age("max-age=18446744073709551615").unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn test_origin_names_scheme_host_and_port() {
+        assert_eq!(origin("https://Keys.Example/asap/x.pem"), "https://keys.example:443");
+        assert_eq!(origin("http://127.0.0.1:8080/v2?x=1"), "http://127.0.0.1:8080");
+        assert_eq!(origin("http://user:pw@h:81"), "http://h:81");
+        assert_eq!(origin("http://[::1]/x"), "http://[::1]:80");
+        assert_eq!(origin("http://[::1]:9/x"), "http://[::1]:9");
+        assert_eq!(origin("not a url"), "not a url");
+    }
+
+    #[test]
+    fn test_a_request_past_the_job_deadline_is_not_sent() {
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        // Port 9 (discard) on loopback is never contacted: the deadline has passed.
+        let result =
+            jobs::with_deadline(past, || get("http://127.0.0.1:9/", &[], Limits::default()));
+        assert!(matches!(result, Err(HttpError::Timeout { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn test_the_job_deadline_shortens_the_timeout() {
+        let soon = Instant::now() + Duration::from_millis(300);
+        let limits = jobs::with_deadline(soon, || within_deadline(Limits::default())).unwrap();
+        assert!(limits.timeout <= Duration::from_millis(300));
+        assert_eq!(within_deadline(Limits::default()).unwrap().timeout, Duration::from_secs(5));
     }
 }

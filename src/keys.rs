@@ -4,6 +4,15 @@
 //! Looking a key up never touches the network. When a remote key is missing or stale, the
 //! lookup answers [`Lookup::Fetch`] with a [`KeyFetch`] that the caller runs on a worker thread
 //! (see [`crate::jobs`]); the fetch fills the shared cache and the caller looks up again.
+//!
+//! What a token's `kid` can make us fetch is bounded, since anyone can send a token with any
+//! `kid` before a signature is checked:
+//! - a JWKS document is fetched again for an unknown `kid` at most once per
+//!   [`KeyCacheConfig::retry_after`], counted from when a fetch *starts*; logins that arrive
+//!   while it runs wait for that same fetch;
+//! - an ASAP key server is asked about a new `kid` at most [`KeyCacheConfig::fetch_rate`] times
+//!   per second (after a burst of four seconds' worth); a `kid` it does not know is not asked
+//!   about again for `retry_after`, a failed fetch for a few seconds.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +22,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily as Family, DecodingKey};
 
-use crate::cache::TtlCache;
+use crate::cache::{later, RateLimit, TtlCache};
 use crate::http::{self, HttpError, Limits};
 
 /// Why no key could be found for a token.
@@ -27,6 +36,8 @@ pub enum KeyError {
     Fetch(String),
     /// A key (configured or fetched) is not a valid key for the configured algorithm.
     BadKey(String),
+    /// Too many new key ids asked for at once: the key server is spared until the rate allows.
+    Throttled,
 }
 
 impl fmt::Display for KeyError {
@@ -36,6 +47,9 @@ impl fmt::Display for KeyError {
             KeyError::UnknownKeyId(kid) => write!(f, "no public key for kid '{kid}'"),
             KeyError::Fetch(text) => write!(f, "could not obtain public key: {text}"),
             KeyError::BadKey(text) => write!(f, "bad public key: {text}"),
+            KeyError::Throttled => {
+                write!(f, "could not obtain public key: too many new key ids, try again shortly")
+            }
         }
     }
 }
@@ -82,6 +96,9 @@ pub struct KeyCacheConfig {
     /// After a failed JWKS fetch, or for an unknown `kid`, wait this long before fetching again.
     /// Defaults to 30 seconds.
     pub retry_after: Duration,
+    /// New key ids an ASAP key server is asked about per second, at most, after a burst of
+    /// four seconds' worth (`gatehouse_key_fetch_rate`). Defaults to 5.
+    pub fetch_rate: f64,
     /// Timeout and size limit of each fetch. Defaults to 5 s and 64 KiB.
     pub http: Limits,
 }
@@ -93,6 +110,7 @@ impl Default for KeyCacheConfig {
             asap_ttl: Duration::from_secs(3600),
             jwks_default_ttl: Duration::from_secs(6 * 3600),
             retry_after: Duration::from_secs(30),
+            fetch_rate: 5.0,
             http: Limits { timeout: Duration::from_secs(5), max_body: 64 * 1024 },
         }
     }
@@ -111,6 +129,7 @@ enum SourceKind {
     Asap {
         base: String,
         cache: Arc<Mutex<TtlCache<String, Arc<DecodingKey>>>>,
+        asking: Arc<Mutex<AsapAsking>>,
         cfg: KeyCacheConfig,
     },
     Jwks {
@@ -125,9 +144,38 @@ struct JwksState {
     keys: HashMap<String, Arc<DecodingKey>>,
     /// The key to use for tokens without `kid`, when the document holds exactly one key.
     only: Option<Arc<DecodingKey>>,
-    fetched: Option<Instant>,
+    /// When the last fetch started: the "fetched recently" mark.
+    started: Option<Instant>,
+    /// Until when the last fetch may still be running (its start plus the timeout).
+    running_until: Option<Instant>,
     expires: Option<Instant>,
+    /// Why the last fetch failed, while no fetch has succeeded since.
+    last_error: Option<KeyError>,
 }
+
+/// What an ASAP source remembers about the key ids it was asked for; keyed by the key's URL
+/// (a hash of the `kid`), so a long `kid` costs no more memory than a short one.
+struct AsapAsking {
+    /// Fetches started and not finished (until the timeout, in case one is never run).
+    pending: TtlCache<String, ()>,
+    /// Recent failures: the `kid` is unknown, or the server failed a moment ago.
+    failed: TtlCache<String, Failure>,
+    /// New key ids per second.
+    rate: RateLimit,
+}
+
+#[derive(Clone)]
+enum Failure {
+    UnknownKid,
+    Error(KeyError),
+}
+
+/// Key ids remembered as pending or failed, per ASAP source.
+const ASAP_MEMORY: usize = 4096;
+/// How long a failed ASAP fetch (timeout, 5xx, reset) is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(5);
+/// The longest a JWKS document is trusted without fetching it again, whatever its max-age.
+const MAX_JWKS_TTL: Duration = Duration::from_secs(86_400);
 
 impl KeySource {
     /// Builds a source for tokens signed with `algorithm` (pinned by the server).
@@ -151,6 +199,11 @@ impl KeySource {
             KeySourceConfig::AsapServer(base) => SourceKind::Asap {
                 base: base.trim_end_matches('/').to_string(),
                 cache: Arc::new(Mutex::new(TtlCache::new(cache.capacity))),
+                asking: Arc::new(Mutex::new(AsapAsking {
+                    pending: TtlCache::new(ASAP_MEMORY),
+                    failed: TtlCache::new(ASAP_MEMORY),
+                    rate: RateLimit::new(cache.fetch_rate, cache.fetch_rate * 4.0, Instant::now()),
+                })),
                 cfg: cache,
             },
             KeySourceConfig::Jwks(url) => {
@@ -171,42 +224,76 @@ impl KeySource {
     pub fn lookup(&self, kid: Option<&str>, now: Instant) -> Result<Lookup, KeyError> {
         match &self.kind {
             SourceKind::Static(key) => Ok(Lookup::Found(Arc::clone(key))),
-            SourceKind::Asap { base, cache, cfg } => {
+            SourceKind::Asap { base, cache, asking, cfg } => {
                 let kid = kid.ok_or(KeyError::MissingKeyId)?;
                 if let Some(key) = lock(cache).get(&kid.to_string(), now) {
                     return Ok(Lookup::Found(key));
                 }
+                let url = asap_url(base, kid);
+                let mut memory = lock(asking);
+                match memory.failed.get(&url, now) {
+                    Some(Failure::UnknownKid) => return Err(KeyError::UnknownKeyId(kid.into())),
+                    Some(Failure::Error(error)) => return Err(error),
+                    None => {}
+                }
+                // A fetch for this kid already running is joined (jobs share it); a kid never
+                // seen costs one of the rate's tokens; an expired known key is refreshed freely.
+                if memory.pending.get(&url, now).is_none() {
+                    let known = lock(cache).contains(&kid.to_string());
+                    if !known && !memory.rate.try_take(now) {
+                        return Err(KeyError::Throttled);
+                    }
+                    memory.pending.insert(url.clone(), (), cfg.http.timeout, now);
+                }
                 Ok(Lookup::Fetch(KeyFetch(FetchKind::Asap {
-                    url: asap_url(base, kid),
+                    url,
                     kid: kid.to_string(),
                     algorithm: self.algorithm,
                     cache: Arc::clone(cache),
+                    asking: Arc::clone(asking),
                     cfg: *cfg,
                 })))
             }
             SourceKind::Jwks { url, state, cfg } => {
-                let guard = lock(state);
+                let mut guard = lock(state);
                 let fresh = guard.expires.is_some_and(|e| now < e);
                 let found = match kid {
                     Some(kid) => guard.keys.get(kid).cloned(),
                     None => guard.only.clone(),
                 };
-                let recently = guard.fetched.is_some_and(|f| now < f + cfg.retry_after);
-                match (found, fresh) {
-                    (Some(key), true) => Ok(Lookup::Found(key)),
-                    // A fresh document without this kid: the issuer may have rotated keys, so
-                    // fetch again, but not more often than `retry_after`.
-                    (None, true) if recently => match kid {
-                        Some(kid) => Err(KeyError::UnknownKeyId(kid.to_string())),
-                        None => Err(KeyError::MissingKeyId),
-                    },
-                    _ => Ok(Lookup::Fetch(KeyFetch(FetchKind::Jwks {
+                if let (Some(key), true) = (&found, fresh) {
+                    return Ok(Lookup::Found(Arc::clone(key)));
+                }
+                let fetch = || {
+                    Lookup::Fetch(KeyFetch(FetchKind::Jwks {
                         url: url.clone(),
                         algorithm: self.algorithm,
                         state: Arc::clone(state),
                         cfg: *cfg,
-                    }))),
+                    }))
+                };
+                // A fetch in progress: wait for it (the jobs share one request).
+                if guard.running_until.is_some_and(|until| now < until) {
+                    return Ok(fetch());
                 }
+                // Fetched recently (counted from the start): the issuer may have rotated keys,
+                // but a kid nobody knows must not make us fetch once per login.
+                let recently = guard.started.is_some_and(|s| now < later(s, cfg.retry_after));
+                if recently {
+                    return match (found, kid) {
+                        // A refresh failed a moment ago: the keys we had still serve.
+                        (Some(key), _) => Ok(Lookup::Found(key)),
+                        _ if guard.keys.is_empty() => Err(guard
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| KeyError::Fetch("no JWKS document yet".into()))),
+                        (None, Some(kid)) => Err(KeyError::UnknownKeyId(kid.to_string())),
+                        (None, None) => Err(KeyError::MissingKeyId),
+                    };
+                }
+                guard.started = Some(now);
+                guard.running_until = Some(later(now, cfg.http.timeout));
+                Ok(fetch())
             }
         }
     }
@@ -231,6 +318,8 @@ enum FetchKind {
         algorithm: Algorithm,
         /// Shared cache to fill.
         cache: Arc<Mutex<TtlCache<String, Arc<DecodingKey>>>>,
+        /// Pending and failed key ids to update.
+        asking: Arc<Mutex<AsapAsking>>,
         /// Limits and lifetimes.
         cfg: KeyCacheConfig,
     },
@@ -248,45 +337,93 @@ enum FetchKind {
 }
 
 impl KeyFetch {
+    /// The URL fetched: identical fetches share one request (see [`crate::jobs::Call::key`]).
+    pub fn url(&self) -> &str {
+        match &self.0 {
+            FetchKind::Asap { url, .. } | FetchKind::Jwks { url, .. } => url,
+        }
+    }
+
     /// Fetches and caches the key(s). Blocks up to the configured HTTP timeout.
     pub fn run(self) -> Result<(), KeyError> {
         match self.0 {
-            FetchKind::Asap { url, kid, algorithm, cache, cfg } => {
-                let reply = http::get(&url, &[], cfg.http)?;
-                if !reply.is_success() {
-                    return Err(KeyError::Fetch(format!("http status: {}", reply.status)));
+            FetchKind::Asap { url, kid, algorithm, cache, asking, cfg } => {
+                let result = fetch_asap(&url, algorithm, &cfg);
+                let now = Instant::now();
+                let mut asking = lock(&asking);
+                asking.pending.remove(&url);
+                match result {
+                    Ok(key) => {
+                        lock(&cache).insert(kid, Arc::new(key), cfg.asap_ttl, now);
+                        Ok(())
+                    }
+                    Err((failure, error)) => {
+                        let memory = match failure {
+                            Failure::UnknownKid => cfg.retry_after,
+                            Failure::Error(_) => FAILURE_MEMORY.min(cfg.retry_after),
+                        };
+                        asking.failed.insert(url, failure, memory, now);
+                        Err(error)
+                    }
                 }
-                // A bad key from the server is the server's fault, not this host's config.
-                let key = parse_pem(algorithm, &reply.body)
-                    .map_err(|e| KeyError::Fetch(e.to_string()))?;
-                lock(&cache).insert(kid, Arc::new(key), cfg.asap_ttl, Instant::now());
-                Ok(())
             }
             FetchKind::Jwks { url, algorithm, state, cfg } => {
                 let result = fetch_jwks(&url, algorithm, &cfg);
                 let now = Instant::now();
                 let mut guard = lock(&state);
-                guard.fetched = Some(now);
+                guard.running_until = None;
                 match result {
                     Ok((keys, max_age)) => {
                         guard.only =
                             if keys.len() == 1 { keys.values().next().cloned() } else { None };
                         guard.keys = keys;
-                        // A floor of `retry_after`: a server saying `no-cache` or `max-age=0`
-                        // must not make us fetch once per login (or fail every login).
-                        let ttl = max_age.unwrap_or(cfg.jwks_default_ttl).max(cfg.retry_after);
-                        guard.expires = Some(now + ttl);
+                        guard.expires = Some(later(now, jwks_ttl(max_age, &cfg)));
+                        guard.last_error = None;
                         Ok(())
                     }
                     Err(error) => {
-                        // Keep serving the keys we had; try the server again soon.
-                        guard.expires = Some(now + cfg.retry_after);
+                        // Keep serving the keys we had; the "recently" mark spaces retries.
+                        guard.last_error = Some(error.clone());
                         Err(error)
                     }
                 }
             }
         }
     }
+}
+
+/// How long a fetched JWKS document is used: its `max-age`, else the default, never less than
+/// `retry_after` (a server saying `no-cache` or `max-age=0` must not make us fetch once per
+/// login, or fail every login) and never more than a day, whatever the server says.
+fn jwks_ttl(max_age: Option<Duration>, cfg: &KeyCacheConfig) -> Duration {
+    max_age.unwrap_or(cfg.jwks_default_ttl).max(cfg.retry_after).min(MAX_JWKS_TTL)
+}
+
+/// One ASAP key, or what to remember about the failure and the error to report.
+fn fetch_asap(
+    url: &str,
+    algorithm: Algorithm,
+    cfg: &KeyCacheConfig,
+) -> Result<DecodingKey, (Failure, KeyError)> {
+    let reply = http::get(url, &[], cfg.http).map_err(|e| {
+        let error = KeyError::from(e);
+        (Failure::Error(error.clone()), error)
+    })?;
+    if !reply.is_success() {
+        let error = KeyError::Fetch(format!("http status: {}", reply.status));
+        // 4xx: the server says it has no such key. Anything else may pass.
+        let failure = if (400..500).contains(&reply.status) {
+            Failure::UnknownKid
+        } else {
+            Failure::Error(error.clone())
+        };
+        return Err((failure, error));
+    }
+    // A bad key from the server is the server's fault, not this host's config.
+    parse_pem(algorithm, &reply.body).map_err(|e| {
+        let error = KeyError::Fetch(e.to_string());
+        (Failure::Error(error.clone()), error)
+    })
 }
 
 /// A public key for `algorithm` from PEM text (SPKI or PKCS#1 for RSA).

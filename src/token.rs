@@ -243,11 +243,22 @@ impl Verifier {
         token: &str,
         now: UnixTime,
     ) -> Result<Claims, TokenError> {
-        let fetched = fetch.run();
+        self.check_fetched(&fetch.run(), token, now)
+    }
+
+    /// Verifies once a fetch [`Verifier::check`] asked for has run (here or for another token
+    /// waiting for the same key), given how that fetch ended.
+    pub fn check_fetched(
+        &self,
+        fetched: &Result<(), KeyError>,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Claims, TokenError> {
         match self.check(token, now) {
             Check::Done(result) => result,
             // Still no usable key: report why the fetch failed, if it did.
             Check::NeedsKey(_) => Err(fetched
+                .clone()
                 .err()
                 .unwrap_or_else(|| KeyError::Fetch("key not usable after fetch".into()))
                 .into()),

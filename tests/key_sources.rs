@@ -228,3 +228,100 @@ fn test_static_pem_needs_no_fetch() {
     let (fetched, result) = verify_like_prosody(&v, &token);
     assert!(!fetched && result.is_ok());
 }
+
+fn signed_with_kid(kid: &str) -> String {
+    let key = gatehouse::token::SigningKey::private_pem(
+        Algorithm::RS256,
+        include_bytes!("fixtures/keys/rsa_private.pem"),
+        Some(kid.into()),
+    )
+    .unwrap();
+    let claims = fixture("payload").as_object().unwrap().clone();
+    gatehouse::token::sign(&claims, &key).unwrap()
+}
+
+fn verifier_with(source: KeySourceConfig, cache: KeyCacheConfig) -> Verifier {
+    let mut policy = Policy::new(Algorithm::RS256, "gatehouse-test");
+    policy.accepted_audiences = vec!["jitsi".into()];
+    Verifier::new(policy, source, cache).unwrap()
+}
+
+#[test]
+fn test_jwks_with_an_absurd_max_age_neither_panics_nor_poisons_the_keys() {
+    // u64::MAX seconds: added to a clock reading it overflowed, panicked the worker and left
+    // the JWKS state half-written, so every later login failed.
+    for max_age in ["18446744073709551615", "18446744073709551616", "99999999999999999999999"] {
+        let jwks = fixture("jwks").to_string();
+        let header = format!("Cache-Control: public, max-age={max_age}\r\n");
+        let (base, hits) = serve(move |_| ok(jwks.clone(), &header));
+        let v = rs256_verifier(KeySourceConfig::Jwks(base), Duration::from_secs(5));
+        let token = fixture("RS256").as_str().unwrap().to_string();
+        for _ in 0..3 {
+            let (_, result) = verify_like_prosody(&v, &token);
+            assert_eq!(result.unwrap().str("sub"), Some("meet.test"), "max-age={max_age}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "cached, max-age={max_age}");
+    }
+}
+
+#[test]
+fn test_jwks_unknown_kids_cause_one_fetch_per_interval_counted_from_its_start() {
+    let jwks = fixture("jwks").to_string();
+    let (base, hits) = serve(move |_| ok(jwks.clone(), "Cache-Control: max-age=600\r\n"));
+    let cache =
+        KeyCacheConfig { retry_after: Duration::from_millis(300), ..KeyCacheConfig::default() };
+    let v = verifier_with(KeySourceConfig::Jwks(base), cache);
+    assert!(verify_like_prosody(&v, fixture("RS256").as_str().unwrap()).1.is_ok());
+    thread::sleep(Duration::from_millis(350));
+    // A burst of logins with kids the fresh document lacks, all before any fetch finished: the
+    // first starts a fetch, the others are sent to that same fetch (same URL: one shared job).
+    let tokens: Vec<String> = (0..20).map(|n| signed_with_kid(&format!("forged-{n}"))).collect();
+    let mut fetches = Vec::new();
+    for token in &tokens {
+        match v.check(token, NOW) {
+            Check::NeedsKey(fetch) => fetches.push(fetch),
+            Check::Done(result) => panic!("expected to wait for the fetch: {result:?}"),
+        }
+    }
+    let url = fetches[0].url().to_string();
+    assert!(fetches.iter().all(|f| f.url() == url), "one document, one URL");
+    let fetched = fetches.remove(0).run();
+    for token in &tokens {
+        let err = v.check_fetched(&fetched, token, NOW).unwrap_err();
+        assert!(err.to_string().starts_with("no public key for kid"), "{err}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "twenty forged kids, one re-fetch");
+    // Right after: refused at once, no fetch (the mark was set when the fetch started).
+    assert!(matches!(v.check(&tokens[0], NOW), Check::Done(Err(_))));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn test_asap_new_kids_are_rate_limited_and_unknown_ones_remembered() {
+    let (base, hits) = serve(|_| Canned {
+        status: "404 Not Found",
+        headers: String::new(),
+        body: b"no".to_vec(),
+        delay: Duration::ZERO,
+    });
+    let cache = KeyCacheConfig { fetch_rate: 2.0, ..KeyCacheConfig::default() };
+    let v = verifier_with(KeySourceConfig::AsapServer(base), cache);
+    let mut fetched = 0;
+    let mut throttled = 0;
+    for n in 0..30 {
+        let token = signed_with_kid(&format!("forged-{n}"));
+        match verify_like_prosody(&v, &token) {
+            (true, _) => fetched += 1,
+            (false, Err(err)) if err.to_string().contains("too many new key ids") => throttled += 1,
+            other => panic!("unexpected {:?}", other.1),
+        }
+    }
+    assert_eq!(fetched, 8, "a burst of four seconds' worth at 2/s");
+    assert_eq!(throttled, 22);
+    assert_eq!(hits.load(Ordering::SeqCst), 8);
+    // A kid the server said it does not know is not asked about again for a while.
+    let (again, result) = verify_like_prosody(&v, &signed_with_kid("forged-0"));
+    assert!(!again, "remembered");
+    assert_eq!(result.unwrap_err().to_string(), "no public key for kid 'forged-0'");
+    assert_eq!(hits.load(Ordering::SeqCst), 8);
+}

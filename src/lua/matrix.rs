@@ -6,7 +6,7 @@ use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserData, UserDataMetho
 use serde_json::Value as Json;
 
 use super::convert::{self, client_text, failure, json_to_lua, opt_bool, opt_number, opt_string};
-use super::jobs::{spawn, Reply};
+use super::jobs::{prepare, Call};
 use crate::clock::UnixTime;
 use crate::matrix::{self, Admission, Check, Config, MatrixError, Verifier};
 
@@ -84,16 +84,31 @@ impl UserData for Verifier {
             let room = client_text(&room);
             match this.check(token.as_deref(), room.as_deref(), UnixTime::now(), Instant::now()) {
                 Check::Done(result) => reply(lua, result),
-                Check::Ask(call) => {
+                // The same token for the same room (a reconnect, a second tab) is one question.
+                Check::Ask(ask) => {
                     let verifier = this.clone();
-                    spawn(lua, move || {
-                        let result = verifier.ask(call);
-                        Box::new(move |lua: &Lua| reply(lua, result)) as Reply
-                    })
+                    let key = question_key(token.as_deref(), room.as_deref());
+                    let call = Call::to(verifier.config().backend.base_url(), Some(key));
+                    prepare(
+                        lua,
+                        call,
+                        move || verifier.ask(ask),
+                        |lua, result| reply(lua, result.clone()),
+                    )
                 }
             }
         });
     }
+}
+
+/// What identifies a UVS question: a digest of the widget token and the room name (everything
+/// the answer depends on), so credentials are not kept as map keys.
+fn question_key(token: Option<&str>, room: Option<&str>) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(token.unwrap_or_default().as_bytes());
+    context.update(&[0]);
+    context.update(room.unwrap_or_default().as_bytes());
+    data_encoding::HEXLOWER.encode(context.finish().as_ref())
 }
 
 fn reply(lua: &Lua, result: std::result::Result<Admission, MatrixError>) -> Result<MultiValue> {

@@ -7,7 +7,7 @@ use super::convert::{
     client_text, failure, json_to_lua, lua_to_json, opt_bool, opt_number, opt_seconds, opt_string,
     opt_string_list, seconds,
 };
-use super::jobs::{spawn, Reply};
+use super::jobs::{prepare, Call};
 use crate::clock::UnixTime;
 use crate::http::Limits;
 use crate::keys::{KeyCacheConfig, KeySourceConfig};
@@ -30,12 +30,18 @@ impl UserData for Verifier {
             };
             match this.check(&token, UnixTime::now()) {
                 Check::Done(result) => reply(lua, result),
+                // Logins waiting for the same key share one fetch; each then checks its own token.
                 Check::NeedsKey(fetch) => {
                     let verifier = this.clone();
-                    spawn(lua, move || {
-                        let result = verifier.check_after_fetch(fetch, &token, UnixTime::now());
-                        Box::new(move |lua: &Lua| reply(lua, result)) as Reply
-                    })
+                    let call = Call::to(fetch.url(), Some(fetch.url().to_string()));
+                    prepare(
+                        lua,
+                        call,
+                        move || fetch.run(),
+                        move |lua, fetched| {
+                            reply(lua, verifier.check_fetched(fetched, &token, UnixTime::now()))
+                        },
+                    )
                 }
             }
         });
@@ -101,6 +107,9 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
     }
     if let Some(ttl) = opt_seconds(&config, "key_cache_ttl")? {
         cache.asap_ttl = ttl;
+    }
+    if let Some(rate) = opt_number(&config, "key_fetch_rate")? {
+        cache.fetch_rate = rate;
     }
     if let Some(timeout) = opt_number(&config, "http_timeout")? {
         cache.http = Limits { timeout: seconds(timeout.max(0.001)), ..cache.http };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mlua::{IntoLuaMulti, Lua, MultiValue, Result, Table, UserData, UserDataMethods, Value};
 
 use super::convert::{client_text, failure, opt_number, opt_string};
-use super::jobs::{spawn, Reply};
+use super::jobs::{prepare, Call};
 use crate::clock::UnixTime;
 use crate::guild::{self, GuildError, Membership};
 use crate::wallet::challenge::{Binding, ChallengeStore, DEFAULT_PER_REQUESTER};
@@ -286,12 +286,18 @@ impl UserData for Gate {
             match this.guild.cached(&guild, &address, Instant::now()) {
                 Ok(Some(membership)) => membership_reply(lua, Ok(membership)),
                 Err(error) => membership_reply(lua, Err(error)),
+                // The same address asking about the same guild at once is one question.
                 Ok(None) => {
                     let client = this.guild.clone();
-                    spawn(lua, move || {
-                        let result = client.ask(&guild, &address);
-                        Box::new(move |lua: &Lua| membership_reply(lua, result)) as Reply
-                    })
+                    let key =
+                        format!("{}/{}", guild.trim().to_ascii_lowercase(), address.to_lowercase());
+                    let call = Call::to(client.base_url(), Some(key));
+                    prepare(
+                        lua,
+                        call,
+                        move || client.ask(&guild, &address),
+                        |lua, result| membership_reply(lua, result.clone()),
+                    )
                 }
             }
         });

@@ -117,3 +117,29 @@ describe('cache_keys_url (JWKS), ES256 and EdDSA, with a stand-in JWKS endpoint'
     });
   }
 });
+
+describe('cache_keys_url (JWKS) whose Cache-Control max-age is absurd (stand-in JWKS endpoint)', () => {
+  // u64::MAX seconds overflowed the clock arithmetic: the worker panicked, the JWKS state was
+  // left half-written and every later login failed.
+  for (const maxAge of ['18446744073709551615', '18446744073709551616']) {
+    it(`max-age=${maxAge}: logins succeed, and keep succeeding from the cache`, async () => {
+      const key = jwt.generateKey('RS256', { kid: 'k1' });
+      const keys = await startKeyServer({ '/jwks.json': { body: jwt.jwks(key), headers: { 'cache-control': `public, max-age=${maxAge}` } } });
+      const prosody = await startProsody({
+        name: 'jwks-max-age',
+        mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, cache_keys_url: `${keys.url}/jwks.json` },
+      });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const { xmpp } = await connect({ httpPort: prosody.httpPort, token: jwt.sign(claims(), { alg: 'RS256', key }) });
+          await disconnect(xmpp);
+        }
+        assert.equal(keys.hits('/jwks.json'), 1);
+        assert.doesNotMatch(prosody.readLog(), /panicked|failed unexpectedly/);
+      } finally {
+        await prosody.stop();
+        await keys.close();
+      }
+    });
+  }
+});

@@ -59,7 +59,7 @@ return function(t)
 		local v = assert(matrix.new_verifier({ uvs_base_url = "http://127.0.0.1:1", timeout = 2 }));
 		local job = v:verify(widget_token({ matrix = { token = "o", room_id = ROOM_ID } }), ROOM_NAME);
 		t.truthy(jobs.is_job(job), "a UVS call is a job");
-		t.truthy(t.wait_ready(job:id(), 5), "finished");
+		t.truthy(t.wait_ready(job, 5), "finished");
 		local ok, condition, text, reason = job:result();
 		t.eq(ok, nil, "refused");
 		t.eq(condition, "temporary-auth-failure", "condition");

@@ -38,10 +38,12 @@ function t.fixture_token(name)
 	return assert(json:match('"'..name..'": "([^"]+)"'), "no fixture "..name);
 end
 
--- Waits (bounded) until the job pool announces job `id`. Inside Prosody the pool's descriptor
--- wakes the event loop; a plain interpreter has no event loop, so poll.
-function t.wait_ready(id, seconds)
+-- Starts `job` with a deadline of `seconds` and waits (bounded) until the job pool announces it.
+-- Inside Prosody the pool's descriptor wakes the event loop; a plain interpreter has none, so poll.
+function t.wait_ready(job, seconds)
 	local jobs = require "gatehouse".jobs;
+	assert(job:start(seconds));
+	local id = job:id();
 	local deadline = os.time() + seconds;
 	while os.time() <= deadline do
 		for _, ready in ipairs(jobs.ready()) do

@@ -39,8 +39,13 @@ export async function startKeyServer(routes = {}, { tls } = {}) {
   const requests = [];
   const timers = new Set();
   const sockets = new Set();
+  let inFlight = 0;
+  let peak = 0;
 
   const handler = (req, res) => {
+    inFlight += 1;
+    peak = Math.max(peak, inFlight);
+    res.on('close', () => { inFlight -= 1; });
     const path = new URL(req.url, 'http://x').pathname;
     const n = hitCount.get(path) ?? 0;
     hitCount.set(path, n + 1);
@@ -89,6 +94,8 @@ export async function startKeyServer(routes = {}, { tls } = {}) {
     route: (path, spec) => table.set(path, spec),
     /** How many requests hit `path` so far. */
     hits: (path) => hitCount.get(path) ?? 0,
+    /** The most requests that were being answered at the same time. */
+    peakConcurrency: () => peak,
     close: () => new Promise((resolve) => {
       for (const t of timers) clearTimeout(t);
       timers.clear();

@@ -109,6 +109,8 @@ export async function startUvsStandIn({ authToken, verifyAnyHomeserver = false, 
     requests,
     misbehave,
     hits: () => server.hits(UVS_PATH),
+    /** The most verification requests that were being answered at the same time. */
+    peakConcurrency: () => server.peakConcurrency(),
     close: async () => {
       for (const t of pending) clearTimeout(t);
       pending.clear();
