@@ -9,7 +9,7 @@
 #   make test-lua-all     build for 5.1 5.2 5.3 luajit and run the Lua-level tests in each
 #   make deb        dist/gatehouse_<version>_<arch>.deb (plugins into $(PLUGIN_DIR))
 #   make test-deb   install that .deb and run an end-to-end test against the installed files
-#   make bench      benchmarks (native calls from Lua, connect+auth+join against Prosody)
+#   make bench      benchmarks (native calls from Lua, connect+auth+join, remote calls under load)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 60) each; fails on any crash
 #   make install    copy dist/prosody-plugins/ into $(DESTDIR)$(PLUGIN_DIR)
 
@@ -145,6 +145,7 @@ test-deb: deb
 bench: deps build
 	$(LUA_BIN) tests/bench/native.lua $(DIST)
 	node tests/bench/connect.mjs
+	node tests/bench/remote.mjs
 
 clean:
 	rm -rf dist target tests/e2e/.run

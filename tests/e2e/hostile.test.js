@@ -509,3 +509,54 @@ describe('forged kids (stand-in ASAP key server and JWKS endpoint): what they ma
     assert.equal(keys.hits('/jwks.json'), 1, 'the "fetched recently" mark holds');
   });
 });
+
+describe('one client address cannot hold every remote call (UVS stand-in answering in 500 ms)', () => {
+  const ROOM_ID = '!bound:matrix.test';
+  const users = {};
+  const misbehave = {};
+  for (let i = 0; i < 10; i++) {
+    users[`openid-bound-${i}`] = `@bound${i}:matrix.test`;
+    misbehave[`openid-bound-${i}`] = { delayMs: 500 };
+  }
+  const widget = (openid) => jwt.sign({ iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
+    context: { user: { name: openid }, matrix: { token: openid, room_id: ROOM_ID, server_name: 'matrix.test' } } },
+  { alg: 'HS256', key: 'notused' });
+  let uvs;
+  let prosody;
+
+  before(async () => {
+    const { startUvsStandIn, roomName } = await import('./lib/uvs.js');
+    uvs = await startUvsStandIn({ users, rooms: { [ROOM_ID]: { members: Object.values(users), powerLevels: null } }, misbehave });
+    prosody = await startProsody({
+      name: 'per-address-bound',
+      // No trusted proxy: 127.0.0.1 is the clients' own address here.
+      global: { trusted_proxies: [], gatehouse_max_remote_calls_per_address: 4 },
+      mainHost: { authentication: 'matrix_user_verification', uvs_base_url: uvs.url, matrix_user_verification_cache_ttl: 0 },
+    });
+    prosody.room = roomName(ROOM_ID);
+  });
+  after(async () => {
+    await prosody?.stop();
+    await uvs?.close();
+  });
+
+  it('10 logins at once from one address with a bound of 4: 4 admitted, 6 refused at once, none asked', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+      const t0 = performance.now();
+      return connect({ httpPort: prosody.httpPort, token: widget(`openid-bound-${i}`), room: prosody.room, timeoutMs: 15_000 })
+        .then(({ xmpp }) => ({ xmpp, ms: performance.now() - t0 }), (err) => ({ err, ms: performance.now() - t0 }));
+    }));
+    await Promise.all(results.filter((r) => r.xmpp).map((r) => disconnect(r.xmpp)));
+    const refusedOnes = results.filter((r) => r.err);
+    assert.equal(results.length - refusedOnes.length, 4, refusedOnes.map((r) => r.err.message).join('; '));
+    for (const { err, ms } of refusedOnes) {
+      assert.equal(err.condition, 'temporary-auth-failure');
+      assert.equal(err.text, 'Matrix user verification service unavailable');
+      assert.ok(ms < 450, `refused after ${ms} ms, before UVS could have answered`);
+    }
+    assert.equal(uvs.hits(), 4, 'refused logins never reached UVS');
+    // The bound is on what is in flight: once those finished, the address may log in again.
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: widget('openid-bound-9'), room: prosody.room });
+    await disconnect(xmpp);
+  });
+});
