@@ -34,6 +34,10 @@ end
 if allow_empty_token then
 	module:log("warn", "WARNING - empty tokens allowed");
 end
+if asap_key_server and cache_keys_url then
+	-- Upstream tries the JWKS first and the key server for kids it lacks; gatehouse uses one source.
+	module:log("warn", "Both asap_key_server and cache_keys_url are set: keys come from asap_key_server only");
+end
 
 local verifier, _, config_error = token_api.new_verifier({
 	algorithm = signature_algorithm; app_id = app_id;
@@ -91,9 +95,9 @@ end
 -- from its key cache (or for a token refused before any key was needed, which is not counted).
 local function settle_counted(session, answer, ...)
 	local remote = gatehouse.native.jobs.is_job(answer);
-	local claims, condition, text, reason = gatehouse.settle_for(session, key_timeout, answer, ...);
+	local claims, condition, text, reason, detail = gatehouse.settle_for(session, key_timeout, answer, ...);
 	if keys_cached and (remote or claims) then gatehouse.count_cache(not remote); end
-	return claims, condition, text, reason;
+	return claims, condition, text, reason, detail;
 end
 
 local function verify_session_token(session)
@@ -103,27 +107,36 @@ local function verify_session_token(session)
 		module:log("info", "Token refused for %s (no-token): token required", session.ip or "?");
 		return false, "not-allowed", "token required";
 	end
-	local claims, condition, text, reason;
+	local claims, condition, text, reason, detail;
 	if session.public_key then
-		claims, condition, text, reason = verifier:verify_with_key(session.auth_token, session.public_key);
+		claims, condition, text, reason, detail = verifier:verify_with_key(session.auth_token, session.public_key);
 	else
-		claims, condition, text, reason = settle_counted(session, verifier:verify(session.auth_token));
+		claims, condition, text, reason, detail = settle_counted(session, verifier:verify(session.auth_token));
 	end
 	tokens:with_labels(claims and "verified" or "refused", claims and "ok" or tostring(reason or condition)):add(1);
 	if not claims then
-		module:log("info", "Token refused for %s (%s): %s", session.ip or "?", reason, text);
+		-- detail is log-safe (bounded, escaped); text is upstream's, for the client.
+		module:log("info", "Token refused for %s (%s): %s", session.ip or "?", reason, detail or text);
 		session.auth_token = nil;
 		return false, condition, text;
 	end
 	bind_claims(session, claims);
 	prosody.events.fire_event("jitsi-authentication-token-verified", { session = session; claims = claims });
+	-- Set by a module that wants the context claim (upstream checks it after the event).
+	if session.contextRequired and claims.context == nil then
+		tokens:with_labels("refused", "no-context"):add(1);
+		session.auth_token = nil;
+		return false, "not-allowed", "jwt missing required context claim";
+	end
 	return true;
 end
 
--- The SASL ANONYMOUS profile: verify, then the same event sequence as mod_auth_token.
-local function authenticate(self, session, username)
+-- mod_auth_token's first stage: fetch-key event, verify, ban check. true, or false,
+-- condition, text. A failure clears session.auth_token, as upstream does.
+local function first_stage(session)
 	local pre = prosody.events.fire_event("pre-jitsi-authentication-fetch-key", session);
 	if pre ~= nil and pre.res == false then
+		session.auth_token = nil;
 		return false, pre.error, pre.reason;
 	end
 	local ok, condition, text = verify_session_token(session);
@@ -131,12 +144,31 @@ local function authenticate(self, session, username)
 	if prosody.events.fire_event("jitsi-access-ban-check", session) == false then
 		return false, "not-allowed", "user is banned";
 	end
-	self.username = gatehouse.choose_username(session, username);
-	local post = prosody.events.fire_event("post-jitsi-authentication", session);
-	if post ~= nil and post.res == false then
-		return false, post.error, post.reason;
-	end
 	return true;
 end
 
+-- The second stage: post-jitsi-authentication may still refuse.
+local function second_stage(session)
+	local post = prosody.events.fire_event("post-jitsi-authentication", session);
+	if post ~= nil and post.res == false then
+		session.auth_token = nil;
+		return false, post.error, post.reason;
+	end
+	session._jitsi_auth_done = true; -- as upstream: resumption checks it
+	return true;
+end
+
+-- The SASL ANONYMOUS profile: the same event sequence as mod_auth_token.
+local function authenticate(self, session, username)
+	local ok, condition, text = first_stage(session);
+	if not ok then return false, condition, text; end
+	self.username = gatehouse.choose_username(session, username);
+	return second_stage(session);
+end
+
 gatehouse.provide_anonymous_auth(authenticate);
+
+-- Stream resumption and unbinding, as mod_auth_token handles them.
+module:require("gatehouse_token_session").setup({
+	first_stage = first_stage; second_stage = second_stage;
+});

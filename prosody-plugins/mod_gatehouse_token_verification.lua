@@ -1,6 +1,7 @@
 -- gatehouse: the token's room claim enforced at MUC room creation and join.
--- A drop-in for jitsi-meet's mod_token_verification (load it on the MUC component); token
--- options are read from the parent VirtualHost, as upstream does.
+-- A drop-in for jitsi-meet's mod_token_verification (load it on the MUC component): the same
+-- checks in the same order as upstream's verify_room, decided from the session's *verified*
+-- claims only. Token options are read from the parent VirtualHost, as upstream does.
 local jid = require "util.jid";
 local st = require "util.stanza";
 
@@ -18,7 +19,8 @@ local allow_empty_token = parent:get_option_boolean("allow_empty_token", false);
 local allowlist = module:get_option_set("token_verification_allowlist", {});
 local require_token_for_moderation = module:get_option_boolean("token_verification_require_token_for_moderation", false);
 local room_policy = gatehouse.native.room.new_policy({
-	enable_domain_verification = parent:get_option_boolean("enable_domain_verification", false);
+	enable_domain_verification = parent:get_option_boolean("enable_domain_verification", true);
+	asap_require_room_claim = parent:get_option_boolean("asap_require_room_claim", true);
 	muc_mapper_domain_base = parent:get_option_string("muc_mapper_domain_base");
 	muc_mapper_domain_prefix = parent:get_option_string("muc_mapper_domain_prefix", "conference");
 	muc_mapper_domain = parent:get_option_string("muc_mapper_domain");
@@ -26,6 +28,11 @@ local room_policy = gatehouse.native.room.new_policy({
 	token_regex_room_max_length = parent:get_option_number("token_regex_room_max_length", 128);
 	token_regex_max_quantifiers = parent:get_option_number("token_regex_max_quantifiers", 3);
 });
+-- Upstream looks every room up on the main MUC, which it knows only from muc_mapper_domain_base.
+local muc_domain = room_policy:muc_domain();
+if not muc_domain then
+	module:log_status("warn", "muc_mapper_domain_base is not set on %s: every join that needs a token check is refused (as upstream)", parent_host);
+end
 
 local measure_success = module:measure("success", "counter");
 local measure_fail = module:measure("fail", "counter");
@@ -36,14 +43,36 @@ local function is_exempt(session, user_jid)
 		or allowlist:contains(jid.bare(user_jid)) or session.type == "s2sin";
 end
 
--- true when the session may be in room_jid; otherwise false, error child and text.
-local function check_room(session, room_jid)
+-- upstream's get_room_from_jid: the room as the MUC host's own module knows it.
+local function find_room(room_jid)
+	local host = prosody.hosts[jid.host(room_jid)];
+	local muc = host and host.modules.muc;
+	return muc and muc.get_room_from_jid(room_jid) or nil;
+end
+
+-- upstream's verify_room: true, or false, error element (or nil), text, log detail.
+local function verify_room(session, room_address)
+	local node = jid.split(room_address);
+	if node == nil then
+		return false, "invalid-room-address", "Room address is invalid";
+	end
+	local room = muc_domain and find_room(jid.join(node, muc_domain));
+	if not room then
+		return false, "room-does-not-exist", "Room does not exist";
+	end
+	local closed_to_guests = room._data.allowUnauthenticatedAccess == false;
 	if allow_empty_token and session.auth_token == nil then
+		if closed_to_guests then
+			return false, "authentication-required", "Authentication required";
+		end
 		return true;
 	end
-	local context_room = session.jitsi_meet_context_room;
-	local pattern = type(context_room) == "table" and context_room.regex or nil;
-	return room_policy:verify(room_jid, session.jitsi_meet_room, session.jitsi_meet_domain, pattern);
+	local ok, child, text, tenant_mismatch, detail = room_policy:verify(room_address,
+		gatehouse.verified_claims(session), session.jitsi_web_query_prefix or "", closed_to_guests);
+	if tenant_mismatch then
+		session.jitsi_meet_tenant_mismatch = true;
+	end
+	return ok, child, text, detail;
 end
 
 local function verify_user(event)
@@ -52,16 +81,14 @@ local function verify_user(event)
 	if is_exempt(session, user_jid) then
 		return;
 	end
-	local ok, child, text = check_room(session, stanza.attr.to);
+	local ok, child, text, detail = verify_room(session, stanza.attr.to);
 	if not ok then
 		measure_fail(1);
 		-- Who and why, never the token (upstream logs the whole JWT here).
-		module:log("warn", "User %s not allowed to join %s: %s (token room: %s, sub: %s)", user_jid,
-			jid.bare(stanza.attr.to), text, tostring(session.jitsi_meet_room), tostring(session.jitsi_meet_domain));
+		module:log("warn", "User %s not allowed to join %s: %s", user_jid, jid.bare(stanza.attr.to), detail or text);
 		session.send(gatehouse.error_reply(stanza, "cancel", "not-allowed", text, nil, child));
 		return true;
 	end
-	session.jitsi_meet_verified_room = jid.bare(stanza.attr.to);
 	measure_success(1);
 end
 
@@ -69,29 +96,14 @@ end
 module:hook("muc-room-pre-create", verify_user, 99);
 module:hook("muc-occupant-pre-join", verify_user, 99);
 
--- Claims refreshed on a live session (stream resumption with a new token) are re-checked
--- against the room it was verified for; answering res=false keeps the old claims.
-module:hook_global("jitsi-verify-session-rooms", function (event)
-	local session = event.session;
-	local room_jid = session.jitsi_meet_verified_room;
-	if not room_jid or jid.host(room_jid) ~= module.host then
-		return;
-	end
-	local ok, child, text = check_room(session, room_jid);
-	if not ok then
-		measure_fail(1);
-		return { res = false; room = room_jid; error = child; reason = text };
-	end
-	measure_success(1);
-end);
-
 -- Guests (no verified token) may not change room configuration when the option says so.
 local function refuse_guest_config(event)
 	local session, stanza = event.origin, event.stanza;
 	if not require_token_for_moderation or gatehouse.is_admin(stanza.attr.from) then
 		return;
 	end
-	if not session.auth_token or not session.jitsi_meet_room then
+	local claims = gatehouse.verified_claims(session);
+	if not claims or claims.room == nil then
 		session.send(st.error_reply(stanza, "cancel", "not-allowed", "Room modification disabled for guests"));
 		return true;
 	end

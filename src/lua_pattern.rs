@@ -82,10 +82,26 @@ impl std::error::Error for PatternError {}
 ///
 /// # Errors
 ///
+/// As [`matched`].
+pub fn is_match(pattern: &str, subject: &str, budget: &Budget) -> Result<bool, PatternError> {
+    Ok(matched(pattern, subject, budget)?.is_some())
+}
+
+/// What `string.match(subject, pattern)` returns first: the first capture if the pattern has
+/// any (a position capture `()` as its decimal position, as `tostring` shows it), else the whole
+/// match; `None` when nothing matches. Jitsi compares this value with the room name, so a
+/// pattern that matches only part of the name does not admit it.
+///
+/// # Errors
+///
 /// [`PatternError::TooLong`] or [`PatternError::TooManyQuantifiers`] before any matching,
 /// [`PatternError::Malformed`] where Lua would raise an error, and [`PatternError::TooCostly`]
 /// when `budget.max_steps` runs out.
-pub fn is_match(pattern: &str, subject: &str, budget: &Budget) -> Result<bool, PatternError> {
+pub fn matched(
+    pattern: &str,
+    subject: &str,
+    budget: &Budget,
+) -> Result<Option<String>, PatternError> {
     let len = pattern.len();
     if len > budget.max_pattern_len {
         return Err(PatternError::TooLong { len, max: budget.max_pattern_len });
@@ -112,18 +128,23 @@ pub fn is_match(pattern: &str, subject: &str, budget: &Budget) -> Result<bool, P
     for s1 in 0..=src.len() {
         ms.level = 0;
         ms.depth = MAX_CALLS;
-        if ms.do_match(s1, 0)?.is_some() {
+        if let Some(end) = ms.do_match(s1, 0)? {
             // push_captures raises this for a capture still open when the match succeeds.
             if ms.capture[..ms.level].iter().any(|c| matches!(c.len, CapLen::Unfinished)) {
                 return Err(PatternError::Malformed("unfinished capture"));
             }
-            return Ok(true);
+            let bytes = match ms.capture[..ms.level].first() {
+                None => &src[s1..end],
+                Some(Capture { init, len: CapLen::Len(len) }) => &src[*init..*init + *len],
+                Some(Capture { init, .. }) => return Ok(Some((init + 1).to_string())),
+            };
+            return Ok(Some(String::from_utf8_lossy(bytes).into_owned()));
         }
         if anchor {
             break;
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Counts the unescaped `*`, `+`, `-` and `?` that act as quantifiers in `pattern`: those

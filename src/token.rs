@@ -4,7 +4,8 @@
 //! (three segments, `typ`, an algorithm pinned by the server, `exp`/`nbf`, `iss`, `aud`,
 //! `room`, `sub`) and fixes what upstream gets wrong: HMACs are compared in constant time, an
 //! array `aud` is understood, ES/PS/EdDSA are supported, and a leeway can be configured.
-//! Error texts keep upstream's wording, since operators search their logs for them.
+//! Error texts (what the client reads, [`fmt::Display`]) are upstream's exact texts, since
+//! clients and operators match on them; [`TokenError::detail`] says more, for the log only.
 
 use std::fmt;
 use std::time::Instant;
@@ -49,6 +50,8 @@ pub enum TokenError {
         exp: i64,
         /// The server's time.
         now: u64,
+        /// `exp - iat`, when the token has a numeric `iat` (upstream reports it).
+        valid_for: Option<i64>,
     },
     /// `nbf` is in the future (beyond the leeway).
     NotYetValid {
@@ -61,6 +64,9 @@ pub enum TokenError {
     BadTimeClaim(&'static str),
     /// A required claim is absent.
     MissingClaim(&'static str),
+    /// The `room` claim is present but not a string (it would name no room, and a session
+    /// without a room name is not checked at join).
+    BadRoomClaim,
     /// `iss` is not among the accepted issuers.
     InvalidIssuer,
     /// `aud` is not among the accepted audiences.
@@ -76,7 +82,7 @@ impl TokenError {
     /// `sub`, `internal-server-error` when the fault is the server's, `not-allowed` otherwise.
     pub fn condition(&self) -> &'static str {
         match self {
-            TokenError::MissingClaim("room" | "sub") => "not-authorized",
+            TokenError::MissingClaim("room" | "sub") | TokenError::BadRoomClaim => "not-authorized",
             TokenError::Key(KeyError::BadKey(_)) | TokenError::Signing(_) => {
                 "internal-server-error"
             }
@@ -97,6 +103,7 @@ impl TokenError {
             TokenError::NotYetValid { .. } => "not-yet-valid",
             TokenError::BadTimeClaim(_) => "bad-time-claim",
             TokenError::MissingClaim(_) => "missing-claim",
+            TokenError::BadRoomClaim => "bad-room-claim",
             TokenError::InvalidIssuer => "invalid-issuer",
             TokenError::InvalidAudience => "invalid-audience",
             TokenError::Key(KeyError::BadKey(_)) => "bad-key",
@@ -106,33 +113,91 @@ impl TokenError {
     }
 }
 
+/// Upstream's texts (`luajwtjitsi.lib.lua`, `token/util.lib.lua`), word for word.
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenError::Missing => write!(f, "token required"),
-            TokenError::TooLarge { len, max } => {
-                write!(f, "Invalid token: {len} bytes, the limit is {max}")
-            }
-            TokenError::Malformed(what) => write!(f, "Invalid token: {what}"),
+            TokenError::TooLarge { .. } => write!(f, "Invalid token"),
+            TokenError::Malformed(what) => f.write_str(malformed_text(what)),
             TokenError::BadType => write!(f, "Invalid typ"),
-            TokenError::AlgorithmMismatch { expected, found } => {
-                write!(f, "Invalid alg: expected {expected:?}, token has '{found}'")
-            }
+            TokenError::AlgorithmMismatch { .. } => write!(f, "Invalid or incorrect alg"),
             TokenError::InvalidSignature => write!(f, "Invalid signature"),
-            TokenError::Expired { exp, now } => {
-                write!(f, "Not acceptable by exp ({exp} <= {now})")
+            TokenError::Expired { exp, now, valid_for } => {
+                // Upstream computes with cjson's floats: Lua 5.4 prints them as "12.0".
+                write!(f, "Not acceptable by exp ({}.0 sec since expired", *now as i64 - exp)?;
+                if let Some(valid_for) = valid_for {
+                    write!(f, ", valid for:{valid_for}.0 sec")?;
+                }
+                write!(f, ")")
             }
-            TokenError::NotYetValid { nbf, now } => {
-                write!(f, "Not acceptable by nbf ({nbf} > {now})")
+            TokenError::NotYetValid { .. } => write!(f, "Not acceptable by nbf"),
+            TokenError::BadTimeClaim(name) => write!(f, "{name} must be number"),
+            TokenError::MissingClaim(name @ ("room" | "sub")) => {
+                write!(f, "{name} claim is missing")
             }
-            TokenError::BadTimeClaim(name) => write!(f, "'{name}' must be a number"),
             TokenError::MissingClaim(name) => write!(f, "'{name}' claim is missing"),
-            TokenError::InvalidIssuer => write!(f, "Invalid issuer ('iss' claim)"),
-            TokenError::InvalidAudience => write!(f, "Invalid audience ('aud' claim)"),
-            TokenError::Key(error) => write!(f, "{error}"),
+            TokenError::BadRoomClaim => write!(f, "room claim must be a string"),
+            TokenError::InvalidIssuer => write!(f, "invalid 'iss' claim"),
+            TokenError::InvalidAudience => write!(f, "invalid 'aud' claim"),
+            TokenError::Key(KeyError::MissingKeyId) => write!(f, "'kid' claim is missing"),
+            TokenError::Key(KeyError::BadKey(_)) => write!(f, "bad public key"),
+            TokenError::Key(_) => write!(f, "could not obtain public key"),
             TokenError::Signing(text) => write!(f, "cannot sign token: {text}"),
         }
     }
+}
+
+/// upstream's `parse_token` answers: which segment could not be read.
+fn malformed_text(what: &str) -> &'static str {
+    if what.starts_with("header") {
+        "Invalid header"
+    } else if what.starts_with("payload") {
+        "Invalid body"
+    } else if what.starts_with("signature") {
+        "Invalid signature"
+    } else {
+        "Invalid token"
+    }
+}
+
+impl TokenError {
+    /// What happened, for the log: gatehouse's own words, with any value that came from the
+    /// client or a remote server shortened and escaped (see [`log_safe`]).
+    pub fn detail(&self) -> String {
+        let text = match self {
+            TokenError::TooLarge { len, max } => {
+                format!("token of {len} bytes, the limit is {max}")
+            }
+            TokenError::Malformed(what) => format!("malformed token: {what}"),
+            TokenError::AlgorithmMismatch { expected, found } => {
+                format!("alg '{found}', expected {expected:?}")
+            }
+            TokenError::Expired { exp, now, .. } => format!("expired: exp {exp} <= now {now}"),
+            TokenError::NotYetValid { nbf, now } => format!("not yet valid: nbf {nbf} > now {now}"),
+            TokenError::Key(error) => error.to_string(),
+            other => other.to_string(),
+        };
+        log_safe(&text, 200)
+    }
+}
+
+/// `text` made safe for one log line: control characters (newlines that would forge log
+/// lines) escaped, and at most `max` characters kept, marked with `…` when cut.
+pub fn log_safe(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for c in text.chars() {
+        let piece: String =
+            if c.is_control() { c.escape_default().collect() } else { c.to_string() };
+        len += piece.chars().count();
+        if len > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
 }
 
 impl std::error::Error for TokenError {}
@@ -204,6 +269,8 @@ pub enum Check {
 pub struct Verifier {
     policy: Policy,
     keys: KeySource,
+    /// Keys come from a key server or JWKS: upstream then requires a `kid`.
+    remote: bool,
 }
 
 impl Verifier {
@@ -213,8 +280,9 @@ impl Verifier {
         source: KeySourceConfig,
         cache: KeyCacheConfig,
     ) -> Result<Self, TokenError> {
+        let remote = matches!(source, KeySourceConfig::AsapServer(_) | KeySourceConfig::Jwks(_));
         let keys = KeySource::new(policy.algorithm, source, cache)?;
-        Ok(Verifier { policy, keys })
+        Ok(Verifier { policy, keys, remote })
     }
 
     /// The policy this verifier applies.
@@ -224,7 +292,7 @@ impl Verifier {
 
     /// Verifies `token` with cached keys only; asks for a fetch when a remote key is missing.
     pub fn check(&self, token: &str, now: UnixTime) -> Check {
-        let parsed = match Parsed::new(token, &self.policy) {
+        let parsed = match Parsed::new(token, &self.policy, self.remote) {
             Ok(parsed) => parsed,
             Err(error) => return Check::Done(Err(error)),
         };
@@ -273,7 +341,7 @@ impl Verifier {
         pem: &str,
         now: UnixTime,
     ) -> Result<Claims, TokenError> {
-        Parsed::new(token, &self.policy)?;
+        Parsed::new(token, &self.policy, false)?;
         let key = crate::keys::parse_pem(self.policy.algorithm, pem.as_bytes())?;
         self.finish(token, &key, now)
     }
@@ -291,11 +359,16 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn new(token: &str, policy: &Policy) -> Result<Self, TokenError> {
+    /// `remote`: keys come from a key server, where upstream reads `kid` before anything else
+    /// and refuses a token without one.
+    fn new(token: &str, policy: &Policy, remote: bool) -> Result<Self, TokenError> {
         if token.len() > policy.max_token_bytes {
             return Err(TokenError::TooLarge { len: token.len(), max: policy.max_token_bytes });
         }
         let (header, _) = split_and_decode(token)?;
+        if remote && !header.get("kid").is_some_and(Value::is_string) {
+            return Err(TokenError::Key(KeyError::MissingKeyId));
+        }
         if let Some(typ) = header.get("typ") {
             if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
                 return Err(TokenError::BadType);
@@ -384,11 +457,16 @@ pub fn algorithm_name(algorithm: Algorithm) -> String {
 
 fn split_and_decode(token: &str) -> Result<(JsonObject, JsonObject), TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_signature), None) =
+    let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed("expected three segments"));
     };
+    // Upstream splits on runs of dots, so an empty segment (an unsigned `alg: none` token's
+    // signature) makes fewer than three.
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(TokenError::Malformed("expected three segments"));
+    }
     Ok((decode_segment(header, "header")?, decode_segment(payload, "payload")?))
 }
 
@@ -441,43 +519,48 @@ fn verify_signature(
     }
 }
 
+/// Upstream's order: the types of `exp` and `nbf`, then their values, `iss`, `aud`, and
+/// (`token/util.lib.lua`) `room`, then `sub`.
 fn check_claims(claims: &Claims, policy: &Policy, now: UnixTime) -> Result<(), TokenError> {
     let leeway = policy.leeway as i64;
     let now_s = now.0 as i64;
-    if let Some(exp) = claims.0.get("exp") {
-        let exp = time_claim(exp, "exp")?;
+    let exp = claims.0.get("exp").map(|v| time_claim(v, "exp")).transpose()?;
+    let nbf = claims.0.get("nbf").map(|v| time_claim(v, "nbf")).transpose()?;
+    if let Some(exp) = exp {
         if now_s >= exp.saturating_add(leeway) {
-            return Err(TokenError::Expired { exp, now: now.0 });
+            let iat = claims.0.get("iat").and_then(|v| time_claim(v, "iat").ok());
+            let valid_for = iat.map(|iat| exp.saturating_sub(iat));
+            return Err(TokenError::Expired { exp, now: now.0, valid_for });
         }
     }
-    if let Some(nbf) = claims.0.get("nbf") {
-        let nbf = time_claim(nbf, "nbf")?;
+    if let Some(nbf) = nbf {
         if now_s.saturating_add(leeway) < nbf {
             return Err(TokenError::NotYetValid { nbf, now: now.0 });
         }
     }
-    match claims.str("iss") {
-        Some(iss) if !accepts(&policy.accepted_issuers, iss) => {
+    // JSON null reads as absent for `iss` and `aud` (both refuse, upstream's text differs).
+    match claims.0.get("iss").filter(|v| !v.is_null()) {
+        None if policy.require_jitsi_claims => return Err(TokenError::MissingClaim("iss")),
+        None => {}
+        Some(iss) if !accepts_claim(&policy.accepted_issuers, iss) => {
             return Err(TokenError::InvalidIssuer)
         }
         Some(_) => {}
-        None if policy.require_jitsi_claims => return Err(TokenError::MissingClaim("iss")),
-        None => {}
     }
-    if policy.require_room_claim && !claims.0.contains_key("room") {
-        return Err(TokenError::MissingClaim("room"));
-    }
-    match claims.0.get("aud") {
+    match claims.0.get("aud").filter(|v| !v.is_null()) {
         None if !policy.require_jitsi_claims => {}
         None => return Err(TokenError::MissingClaim("aud")),
-        Some(Value::String(aud)) if accepts(&policy.accepted_audiences, aud) => {}
         // RFC 7519 allows an array: any listed audience we accept will do.
         Some(Value::Array(auds))
-            if auds
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|a| accepts(&policy.accepted_audiences, a)) => {}
+            if auds.iter().any(|a| accepts_claim(&policy.accepted_audiences, a)) => {}
+        Some(aud) if accepts_claim(&policy.accepted_audiences, aud) => {}
         Some(_) => return Err(TokenError::InvalidAudience),
+    }
+    match claims.0.get("room") {
+        None if policy.require_room_claim => return Err(TokenError::MissingClaim("room")),
+        None | Some(Value::String(_)) => {}
+        Some(_) if !policy.require_jitsi_claims => {}
+        Some(_) => return Err(TokenError::BadRoomClaim),
     }
     if policy.require_jitsi_claims && !claims.0.contains_key("sub") {
         return Err(TokenError::MissingClaim("sub"));
@@ -485,8 +568,9 @@ fn check_claims(claims: &Claims, policy: &Policy, now: UnixTime) -> Result<(), T
     Ok(())
 }
 
-fn accepts(accepted: &[String], value: &str) -> bool {
-    accepted.iter().any(|a| a == "*" || a == value)
+/// Upstream's `verify_claim`: `*` accepts anything, else the claim must equal a listed value.
+fn accepts_claim(accepted: &[String], value: &Value) -> bool {
+    accepted.iter().any(|a| a == "*" || value.as_str() == Some(a))
 }
 
 /// NumericDate may be fractional; Jitsi compares whole seconds.

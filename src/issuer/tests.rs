@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::keys::{KeyCacheConfig, KeySourceConfig};
-use crate::room::{RoomClaims, RoomPolicy, RoomVerdict};
+use crate::room::{JoinContext, RoomClaims, RoomPolicy, RoomVerdict};
 use crate::token::{Check, Claims, Policy, TokenError, Verifier};
 
 const NOW: UnixTime = UnixTime(1_700_000_000);
@@ -133,7 +133,7 @@ fn test_valid_for_token_expires() {
     assert!(verify(token, UnixTime(NOW.0 + 1)).is_ok());
     assert_eq!(
         verify(token, UnixTime(NOW.0 + 2)).unwrap_err(),
-        TokenError::Expired { exp: 1_700_000_002, now: NOW.0 + 2 }
+        TokenError::Expired { exp: 1_700_000_002, now: NOW.0 + 2, valid_for: Some(2) }
     );
     assert!(matches!(verify(token, UnixTime(NOW.0 - 1)), Err(TokenError::NotYetValid { .. })));
 }
@@ -151,10 +151,14 @@ fn test_gatehouse_room_check_allows_the_channel_only() {
     let reply = feed_one(&issuer(), request(json!({ "channel": "R1" })));
     let claims = verify(reply["token"].as_str().unwrap(), NOW).unwrap();
     let policy = RoomPolicy::default();
-    let room_claims =
-        RoomClaims { room: claims.str("room"), sub: claims.str("sub"), room_is_pattern: false };
-    assert_eq!(policy.verify(room_claims, "r1@conference.meet.test"), RoomVerdict::Allow);
-    assert!(matches!(policy.verify(room_claims, "r2@conference.meet.test"), RoomVerdict::Deny(_)));
+    let room_claims = RoomClaims {
+        room: claims.str("room").into(),
+        sub: claims.str("sub").into(),
+        ..RoomClaims::default()
+    };
+    let verdict = |room| policy.verify(room_claims, room, JoinContext::default()).verdict;
+    assert_eq!(verdict("r1@conference.meet.test"), RoomVerdict::Allow);
+    assert!(matches!(verdict("r2@conference.meet.test"), RoomVerdict::Deny(_)));
 }
 
 #[test]

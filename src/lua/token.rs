@@ -23,7 +23,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 
 impl UserData for Verifier {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // Claims table; or `nil, condition, text, reason`; or a Job when a key must be fetched.
+        // Claims table; or `nil, condition, text, reason, detail` (upstream's text for the
+        // client, gatehouse's log-safe detail for the log); or a Job when a key must be fetched.
         methods.add_method("verify", |lua, this, token: Value| {
             let Some(token) = client_text(&token) else {
                 return reply(lua, Err(TokenError::Malformed("not a string")));
@@ -58,7 +59,12 @@ impl UserData for Verifier {
 fn reply(lua: &Lua, result: std::result::Result<Claims, TokenError>) -> Result<MultiValue> {
     match result {
         Ok(claims) => Ok(MultiValue::from_vec(vec![json_to_lua(lua, &Json::Object(claims.0))?])),
-        Err(error) => failure(lua, error.condition(), &error, error.reason()),
+        Err(error) => {
+            let detail = error.detail();
+            let mut answer = failure(lua, error.condition(), &error, error.reason())?;
+            answer.push_back(Value::String(lua.create_string(detail)?));
+            Ok(answer)
+        }
     }
 }
 

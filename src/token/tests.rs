@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::keys::{KeyCacheConfig, KeySourceConfig};
+use crate::keys::{KeyCacheConfig, KeyError, KeySourceConfig};
 
 const TOKENS: &str = include_str!("../../tests/fixtures/tokens.json");
 const RSA_PUBLIC: &str = include_str!("../../tests/fixtures/keys/rsa_public.pem");
@@ -106,11 +106,54 @@ fn test_alg_none_is_refused_even_without_signature() {
     let payload = b64(r#"{"iss":"gatehouse-test","aud":"jitsi","sub":"meet.test","room":"room1"}"#);
     for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"","typ":"JWT"}"#, r#"{"typ":"JWT"}"#]
     {
-        let token = format!("{}.{payload}.", b64(header));
-        let err = verify(&hs256(), &token).unwrap_err();
+        // An empty signature segment is "Invalid token" upstream (it splits on runs of dots);
+        // with a signature the algorithm is refused.
+        let unsigned = format!("{}.{payload}.", b64(header));
+        let err = verify(&hs256(), &unsigned).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid token", "{header}");
+        let signed = format!("{unsigned}c2ln");
+        let err = verify(&hs256(), &signed).unwrap_err();
         assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{header}: {err}");
         assert_eq!(err.condition(), "not-allowed");
+        assert_eq!(err.to_string(), "Invalid or incorrect alg");
     }
+}
+
+#[test]
+fn test_refusals_read_as_upstream_and_logs_get_a_bounded_escaped_detail() {
+    let v = hs256();
+    let cases: [(serde_json::Value, &str); 8] = [
+        (json!({"exp": "soon"}), "exp must be number"),
+        (json!({"nbf": 4_000_000_000_u64}), "Not acceptable by nbf"),
+        (json!({"iss": "other"}), "invalid 'iss' claim"),
+        (json!({"aud": 7}), "invalid 'aud' claim"),
+        (json!({"room": 7}), "room claim must be a string"),
+        (json!({"room": ["room1"]}), "room claim must be a string"),
+        (json!({"room": null}), "room claim must be a string"),
+        (json!({"iat": 1_000, "exp": 1_060}), "Not acceptable by exp ("),
+    ];
+    for (extra, text) in cases {
+        let mut claims = json!({"iss": "gatehouse-test", "aud": "jitsi", "sub": "meet.test",
+            "room": "room1"});
+        for (k, val) in extra.as_object().unwrap() {
+            claims[k] = val.clone();
+        }
+        let key = SigningKey::secret(Algorithm::HS256, SECRET, None).unwrap();
+        let token = sign(claims.as_object().unwrap(), &key).unwrap();
+        let err = verify(&v, &token).unwrap_err();
+        assert!(err.to_string().starts_with(text), "{err} is not {text}");
+    }
+    let expired = TokenError::Expired { exp: 1_060, now: 1_070, valid_for: Some(60) };
+    assert_eq!(
+        expired.to_string(),
+        "Not acceptable by exp (10.0 sec since expired, valid for:60.0 sec)"
+    );
+    let kid = format!("evil\nFAKE LOG LINE{}", "x".repeat(9000));
+    let unknown = TokenError::Key(KeyError::UnknownKeyId(kid));
+    assert_eq!(unknown.to_string(), "could not obtain public key", "no kid in the client's text");
+    let detail = unknown.detail();
+    assert!(!detail.contains('\n') && detail.contains("evil\\nFAKE"), "{detail}");
+    assert!(detail.chars().count() <= 201, "bounded: {} chars", detail.chars().count());
 }
 
 #[test]
@@ -201,7 +244,7 @@ fn test_missing_room_or_sub_is_not_authorized() {
     let err = verify(&hs256(), &hs256_token(json!({"room": null}))).unwrap_err();
     assert_eq!(
         (err.condition(), err.to_string().as_str()),
-        ("not-authorized", "'room' claim is missing")
+        ("not-authorized", "room claim is missing")
     );
     let err = verify(&hs256(), &hs256_token(json!({"sub": null}))).unwrap_err();
     assert_eq!(err.condition(), "not-authorized");

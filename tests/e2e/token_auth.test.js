@@ -59,8 +59,9 @@ describe('token auth (HS256 app_secret) and room claim check', () => {
     const { xmpp } = await login({ token: token() });
     const err = await joinRoom(xmpp, `room2@${MUC_DOMAIN}`, 'ana2').catch((e) => e);
     assert.equal(err.condition, 'not-allowed');
+    // Domain verification is on by default: upstream answers a bare false, so no child.
     assert.equal(err.text, 'Room and token mismatched');
-    assert.deepEqual(err.children, [{ name: 'room-mismatch', xmlns: 'http://jitsi.org/jitmeet' }]);
+    assert.deepEqual(err.children, []);
   });
 
   it('a "*" token joins any room; a non-ASCII room claim matches its lower-cased room', async () => {
@@ -72,15 +73,24 @@ describe('token auth (HS256 app_secret) and room claim check', () => {
 
   const refusals = [
     ['a wrong signature', () => ({ token: jwt.corruptSignature(token()) }), 'not-allowed', /^Invalid signature$/],
-    ['an expired token', () => ({ token: token({ exp: jwt.now() - 10 }) }), 'not-allowed', /^Not acceptable by exp/],
-    ['a not-yet-valid token', () => ({ token: token({ nbf: jwt.now() + 600 }) }), 'not-allowed', /^Not acceptable by nbf/],
-    ['alg: none', () => ({ token: jwt.unsigned(jwt.jitsiClaims({ appId: APP_ID, room: 'room1' })) }), 'not-allowed', /^Invalid alg/],
-    ['an RS256 token on an HS256 host', () => ({ token: token({}, { alg: 'RS256', key: jwt.generateKey('RS256') }) }), 'not-allowed', /^Invalid alg/],
+    // Upstream's exact texts (luajwtjitsi.lib.lua, token/util.lib.lua; cjson's numbers are
+    // floats, so Lua 5.4 prints "10.0").
+    ['an expired token', () => ({ token: token({ iat: jwt.now() - 70, exp: jwt.now() - 10 }) }), 'not-allowed',
+      /^Not acceptable by exp \((10|11)\.0 sec since expired, valid for:60\.0 sec\)$/],
+    ['a not-yet-valid token', () => ({ token: token({ nbf: jwt.now() + 600 }) }), 'not-allowed', /^Not acceptable by nbf$/],
+    ['a non-numeric exp', () => ({ token: token({ exp: 'never' }) }), 'not-allowed', /^exp must be number$/],
+    // Upstream splits on runs of dots: an empty signature leaves two segments.
+    ['alg: none', () => ({ token: jwt.unsigned(jwt.jitsiClaims({ appId: APP_ID, room: 'room1' })) }), 'not-allowed', /^Invalid token$/],
+    ['alg: none with a signature', () => ({ token: `${jwt.unsigned(jwt.jitsiClaims({ appId: APP_ID, room: 'room1' }))}c2ln` }), 'not-allowed', /^Invalid or incorrect alg$/],
+    ['an RS256 token on an HS256 host', () => ({ token: token({}, { alg: 'RS256', key: jwt.generateKey('RS256') }) }), 'not-allowed', /^Invalid or incorrect alg$/],
     ['no token', () => ({}), 'not-allowed', /^token required$/],
-    ['a wrong issuer', () => ({ token: token({ iss: 'someone-else' }) }), 'not-allowed', /^Invalid issuer/],
-    ['a missing room claim', () => ({ token: token({ room: undefined }) }), 'not-authorized', /'room' claim is missing/],
-    ['a missing sub claim', () => ({ token: token({ sub: undefined }) }), 'not-authorized', /'sub' claim is missing/],
-    ['garbage', () => ({ token: 'not.a.jwt' }), 'not-allowed', /^Invalid token/],
+    ['a wrong issuer', () => ({ token: token({ iss: 'someone-else' }) }), 'not-allowed', /^invalid 'iss' claim$/],
+    ['a missing issuer', () => ({ token: token({ iss: undefined }) }), 'not-allowed', /^'iss' claim is missing$/],
+    ['a missing audience', () => ({ token: token({ aud: undefined }) }), 'not-allowed', /^'aud' claim is missing$/],
+    ['a missing room claim', () => ({ token: token({ room: undefined }) }), 'not-authorized', /^room claim is missing$/],
+    ['a missing sub claim', () => ({ token: token({ sub: undefined }) }), 'not-authorized', /^sub claim is missing$/],
+    ['garbage', () => ({ token: 'not.a.jwt' }), 'not-allowed', /^Invalid header$/],
+    ['two segments', () => ({ token: 'abc.def' }), 'not-allowed', /^Invalid token$/],
     ['a banned user (jitsi-access-ban-check)', () => ({ token: token({ context: { user: { name: 'banned' } } }) }), 'not-allowed', /^user is banned$/],
   ];
   for (const [what, options, condition, text] of refusals) {
@@ -133,11 +143,14 @@ describe('domain verification, tenants and pattern claims', () => {
         authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET,
         enable_domain_verification: true, muc_mapper_domain_base: 'meet.test', allow_empty_token: true,
       },
-      muc: { modules_enabled: ['gatehouse_token_verification'], token_verification_require_token_for_moderation: true },
+      muc: {
+        modules_enabled: ['gatehouse_token_verification', 'e2e_room_flags'],
+        token_verification_require_token_for_moderation: true,
+      },
     });
     const focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
     clients.push(focus);
-    for (const room of ['team7', 'sales', '[acme]sales']) await createRoomAsFocus(focus, `${room}@${MUC_DOMAIN}`);
+    for (const room of ['team7', 'sales', '[acme]sales', 'closed-sales']) await createRoomAsFocus(focus, `${room}@${MUC_DOMAIN}`);
   });
   after(async () => {
     await Promise.all(clients.map(disconnect));
@@ -149,7 +162,9 @@ describe('domain verification, tenants and pattern claims', () => {
     await join(pattern, `team7@${MUC_DOMAIN}`, 'p1');
     const err = await join(pattern, `sales@${MUC_DOMAIN}`, 'p2').catch((e) => e);
     assert.equal(err.condition, 'not-allowed');
-    assert.deepEqual(err.children.map((c) => c.name), ['room-mismatch']);
+    // string.match found nothing: upstream has no room name to compare.
+    assert.deepEqual(err.children.map((c) => c.name), ['room-name-does-not-match']);
+    assert.equal(err.text, 'Room name cannot be matched to the one from token.');
   });
 
   it('a pattern over the quantifier limit is refused with <invalid-regex/>', async () => {
@@ -157,7 +172,8 @@ describe('domain verification, tenants and pattern claims', () => {
       .catch((e) => e);
     assert.equal(err.condition, 'not-allowed');
     assert.deepEqual(err.children, [{ name: 'invalid-regex', xmlns: 'http://jitsi.org/jitmeet' }]);
-    assert.match(err.text, /quantifiers/);
+    assert.equal(err.text, 'Room claim is not a valid Lua pattern');
+    assert.match(prosody.readLog(), /too many quantifiers in pattern/, 'the log says why');
   });
 
   it('sub must match the tenant of a [tenant]room', async () => {
@@ -166,6 +182,16 @@ describe('domain verification, tenants and pattern claims', () => {
     assert.equal(err.condition, 'not-allowed');
     const wrongDomain = await join({ room: 'sales', sub: 'other.test' }, `sales@${MUC_DOMAIN}`, 't3').catch((e) => e);
     assert.equal(wrongDomain.condition, 'not-allowed');
+  });
+
+  it('guests (allow_empty_token) may not enter a room closed to them (allowUnauthenticatedAccess = false)', async () => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort });
+    clients.push(xmpp);
+    const err = await joinRoom(xmpp, `closed-sales@${MUC_DOMAIN}`, 'guest').catch((e) => e);
+    assert.equal(err.condition, 'not-allowed');
+    assert.equal(err.text, 'Authentication required');
+    assert.deepEqual(err.children, [{ name: 'authentication-required', xmlns: 'http://jitsi.org/jitmeet' }]);
+    await join({ room: 'closed-sales' }, `closed-sales@${MUC_DOMAIN}`, 'holder');
   });
 
   it('guests without a token may not change room configuration', async () => {
@@ -179,4 +205,71 @@ describe('domain verification, tenants and pattern claims', () => {
     assert.equal(err?.condition, 'not-allowed');
     assert.equal(err.text, 'Room modification disabled for guests');
   });
+});
+
+// Issue 11, items 1-4: what upstream's verify_room refuses, with upstream's defaults (domain
+// verification on) and nothing but the two swapped module names in the config.
+describe('upstream verify_room: rooms that do not exist, default domain check, whole-name patterns, claim types', () => {
+  let prosody;
+  let focus;
+  const clients = [];
+  const login = async (claimsExtra) => {
+    const { xmpp } = await connect({ httpPort: prosody.httpPort, token: token(claimsExtra) });
+    clients.push(xmpp);
+    return xmpp;
+  };
+  const refusal = async (claimsExtra, room) => joinRoom(await login(claimsExtra), `${room}@${MUC_DOMAIN}`, 'x')
+    .then(() => null, (e) => e);
+
+  before(async () => {
+    prosody = await startProsody({
+      name: 'verify-room',
+      mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
+      muc: { modules_enabled: ['gatehouse_token_verification'] },
+    });
+    focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
+    clients.push(focus);
+    for (const room of ['room1', 'team1', 'team1-secret-board', 'banana', 'a', '[acme]sales-q3']) {
+      await createRoomAsFocus(focus, `${room}@${MUC_DOMAIN}`);
+    }
+  });
+  after(async () => {
+    await Promise.all(clients.map(disconnect));
+    await prosody?.stop();
+  });
+
+  it('a token holder cannot create a room: "Room does not exist", and the room stays absent', async () => {
+    const err = await refusal({ room: '*' }, 'brand-new');
+    assert.equal(err?.condition, 'not-allowed');
+    assert.equal(err.text, 'Room does not exist');
+    assert.deepEqual(err.children, [{ name: 'room-does-not-exist', xmlns: 'http://jitsi.org/jitmeet' }]);
+    // Focus (an admin, exempt) creates it afterwards: status 201 says it did not exist.
+    const self = await joinRoom(focus, `brand-new@${MUC_DOMAIN}`, 'focus');
+    assert.ok(self.statusCodes.includes(201), 'the refused join left no room behind');
+  });
+
+  it('domain verification is on by default: a token for another domain is refused', async () => {
+    const err = await refusal({ room: '*', sub: 'other.test' }, 'room1');
+    assert.equal(err?.condition, 'not-allowed');
+    assert.equal(err.text, 'Room and token mismatched');
+    await joinRoom(await login({ room: '*' }), `room1@${MUC_DOMAIN}`, 'same-domain');
+  });
+
+  it('a pattern claim must match the whole room name, anchored or not', async () => {
+    const regex = (room, sub) => ({ room, ...(sub ? { sub } : {}), context: { room: { regex: true } } });
+    await joinRoom(await login(regex('team%d+')), `team1@${MUC_DOMAIN}`, 'p1');
+    await joinRoom(await login(regex('a')), `a@${MUC_DOMAIN}`, 'p2');
+    for (const [claim, room] of [[regex('team%d+'), 'team1-secret-board'], [regex('a'), 'banana'], [regex('^sales', 'acme'), '[acme]sales-q3']]) {
+      const err = await refusal(claim, room);
+      assert.equal(err?.condition, 'not-allowed', `${claim.room} must not open ${room}`);
+    }
+  });
+
+  for (const [what, room] of [['a number', 7], ['a boolean', true], ['an array', ['room1']], ['an object', { name: 'room1' }], ['null', null]]) {
+    it(`a room claim that is ${what} is refused at login`, async () => {
+      const err = await refusedLogin(prosody.httpPort, { token: token({ room }) });
+      assert.equal(err.condition, 'not-authorized');
+      assert.equal(err.text, 'room claim must be a string');
+    });
+  }
 });

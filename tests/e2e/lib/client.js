@@ -72,12 +72,14 @@ function hardClose(xmpp) {
  * @param {number} [o.timeoutMs=10000]
  * @param {(xmpp) => void} [o.prepare]  called on the client before it starts (e.g. to set the
  *        stream-management id of a session to resume)
+ * @param {object} [o.resume]  resume this XEP-0198 session (what dropConnection returned)
+ *        instead of binding a new resource; pass `query.previd` too, as Jitsi does
  * @throws Error with .condition / .text on SASL failure (e.g. not-allowed, "Invalid signature"),
  *         .timeout on timeout, .offered when the mechanism is not offered.
  */
 export async function connect({
   httpPort, domain = DOMAIN, token, room, query = {}, headers = {},
-  mechanism = 'ANONYMOUS', credentials = {}, timeoutMs = DEFAULT_TIMEOUT, prepare,
+  mechanism = 'ANONYMOUS', credentials = {}, timeoutMs = DEFAULT_TIMEOUT, prepare, resume,
 }) {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries({ token, room, ...query })) {
@@ -106,15 +108,24 @@ export async function connect({
   // Unhandled 'error' events would crash the process; remember the last one instead.
   xmpp.lastError = null;
   xmpp.on('error', (err) => { xmpp.lastError = err; });
+  if (resume) {
+    Object.assign(xmpp.streamManagement, {
+      id: resume.id, inbound: resume.inbound, outbound: resume.outbound ?? 0, outbound_q: [...(resume.outboundQueue ?? [])],
+    });
+  }
 
   prepare?.(xmpp);
+  // A resumed stream never emits 'online' (it is online at once); stream management says 'resumed'.
+  const started = resume
+    ? Promise.race([xmpp.start(), new Promise((r) => { xmpp.streamManagement.once('resumed', r); })])
+    : xmpp.start();
   try {
-    await withTimeout(xmpp.start(), timeoutMs, `connect to ${service} timed out after ${timeoutMs} ms`);
+    await withTimeout(started, timeoutMs, `connect to ${service} timed out after ${timeoutMs} ms`);
   } catch (err) {
     hardClose(xmpp);
     throw toConnectError(err);
   }
-  return { xmpp, jid: xmpp.jid.toString() };
+  return { xmpp, jid: xmpp.jid?.toString() ?? null }; // no bind, so no JID, on a resume
 }
 
 /** SASLError/StreamError from @xmpp carry .condition and .text already; keep them visible. */
@@ -124,6 +135,16 @@ function toConnectError(err) {
     return Object.assign(e, { condition: err.condition, text: err.text || '', kind: err.name, cause: err });
   }
   return err;
+}
+
+/**
+ * The network drops: the socket closes without a closing stream, so a session with stream
+ * management enabled hibernates on the server. Resolves with what `connect({ resume })` needs.
+ */
+export function dropConnection(xmpp) {
+  const { id, inbound, outbound, outbound_q: outboundQueue } = xmpp.streamManagement;
+  hardClose(xmpp);
+  return { id, inbound, outbound, outboundQueue: [...outboundQueue] };
 }
 
 /** Jicofo's focus user: PLAIN login on auth.meet.test, no token. */

@@ -93,6 +93,9 @@ export function renderConfig(o) {
   const mainOpts = {
     authentication: 'anonymous',
     c2s_require_encryption: false,
+    // As every Jitsi install sets it: the main MUC is conference.<this>. Jitsi's token checks
+    // (and gatehouse's) look rooms up there; without it they refuse every checked join.
+    muc_mapper_domain_base: DOMAIN,
     ...mainHost,
   };
 
