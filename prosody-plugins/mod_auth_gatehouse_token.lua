@@ -34,15 +34,12 @@ end
 if allow_empty_token then
 	module:log("warn", "WARNING - empty tokens allowed");
 end
-if asap_key_server and cache_keys_url then
-	-- Upstream tries the JWKS first and the key server for kids it lacks; gatehouse uses one source.
-	module:log("warn", "Both asap_key_server and cache_keys_url are set: keys come from asap_key_server only");
-end
 
 local verifier, _, config_error = token_api.new_verifier({
 	algorithm = signature_algorithm; app_id = app_id;
 	secret = (not asap_key_server and not cache_keys_url) and app_secret or nil;
-	asap_key_server = asap_key_server; cache_keys_url = not asap_key_server and cache_keys_url or nil;
+	-- Both may be set: the JWKS first, the key server for kids it lacks, as upstream.
+	asap_key_server = asap_key_server; cache_keys_url = cache_keys_url;
 	accepted_issuers = accepted_issuers; accepted_audiences = accepted_audiences;
 	require_room_claim = require_room_claim; leeway = leeway; max_token_bytes = max_token_bytes;
 	key_cache_size = key_cache_size; key_cache_ttl = key_cache_ttl; http_timeout = key_timeout;
@@ -57,17 +54,27 @@ end
 local tokens = module:metric("counter", "tokens", "", "tokens verified or refused, by reason", { "outcome", "reason" });
 local keys_cached = (asap_key_server or cache_keys_url) ~= nil;
 
--- Where the token comes from: ?token= wins over Authorization: Bearer. Also keeps the room,
--- tenant and resumption id of the URL, as mod_jitsi_session does (harmless when both run).
+-- The session fields jitsi-meet's mod_jitsi_session sets (which mod_auth_token depends on),
+-- field for field: ?token= wins over the Authorization header (its value after 7 characters,
+-- "Bearer "); the URL's room, tenant prefix and resumption id only when there is a query.
+local region_header_name = module:get_option_string("region_header_name", "x_proxy_region");
 local function init_session(event)
 	local session, request = event.session, event.request;
-	local params = request.url.query and formdecode(request.url.query) or {};
-	if type(params) ~= "table" then params = {}; end
-	local bearer = (request.headers.authorization or ""):match("^[Bb]earer%s+(%S+)$");
-	session.auth_token = params.token or bearer;
-	session.previd = params.previd;
-	session.jitsi_web_query_room = session.jitsi_web_query_room or params.room;
-	session.jitsi_web_query_prefix = session.jitsi_web_query_prefix or params.prefix or "";
+	local query = request.url.query;
+	local authorization = request.headers.authorization;
+	local token = authorization and authorization:sub(8) or nil;
+	if query ~= nil then
+		local params = formdecode(query);
+		if type(params) ~= "table" then params = {}; end
+		session.previd = params.previd;
+		session.customusername = params.customusername;
+		session.jitsi_web_query_room = params.room;
+		session.jitsi_web_query_prefix = params.prefix or "";
+		token = params.token or token;
+	end
+	session.user_region = request.headers[region_header_name];
+	session.auth_token = token;
+	session.user_agent_header = request.headers.user_agent;
 end
 -- Global as well as per host: a globally enabled mod_websocket/mod_bosh fires these on the
 -- global event bus (mod_jitsi_session listens there too). The session's host is not known yet.
@@ -96,6 +103,9 @@ end
 local function settle_counted(session, answer, ...)
 	local remote = gatehouse.native.jobs.is_job(answer);
 	local claims, condition, text, reason, detail = gatehouse.settle_for(session, key_timeout, answer, ...);
+	if gatehouse.native.jobs.is_job(claims) then -- a kid the JWKS lacks: the key server next
+		claims, condition, text, reason, detail = gatehouse.settle_for(session, key_timeout, claims);
+	end
 	if keys_cached and (remote or claims) then gatehouse.count_cache(not remote); end
 	return claims, condition, text, reason, detail;
 end

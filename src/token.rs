@@ -42,6 +42,10 @@ pub enum TokenError {
         /// What the token says.
         found: String,
     },
+    /// With a key server: the header is not JSON (upstream's "bad token format").
+    BadHeaderFormat,
+    /// A key server verifies RS256/384/512 tokens and this one names another family.
+    NotRsaFamily,
     /// The signature does not match.
     InvalidSignature,
     /// `exp` is in the past (beyond the leeway).
@@ -95,9 +99,9 @@ impl TokenError {
         match self {
             TokenError::Missing => "missing",
             TokenError::TooLarge { .. } => "too-large",
-            TokenError::Malformed(_) => "malformed",
+            TokenError::Malformed(_) | TokenError::BadHeaderFormat => "malformed",
             TokenError::BadType => "bad-typ",
-            TokenError::AlgorithmMismatch { .. } => "bad-alg",
+            TokenError::AlgorithmMismatch { .. } | TokenError::NotRsaFamily => "bad-alg",
             TokenError::InvalidSignature => "invalid-signature",
             TokenError::Expired { .. } => "expired",
             TokenError::NotYetValid { .. } => "not-yet-valid",
@@ -122,6 +126,8 @@ impl fmt::Display for TokenError {
             TokenError::Malformed(what) => f.write_str(malformed_text(what)),
             TokenError::BadType => write!(f, "Invalid typ"),
             TokenError::AlgorithmMismatch { .. } => write!(f, "Invalid or incorrect alg"),
+            TokenError::NotRsaFamily => write!(f, "'kid' claim only support with RS family"),
+            TokenError::BadHeaderFormat => write!(f, "bad token format"),
             TokenError::InvalidSignature => write!(f, "Invalid signature"),
             TokenError::Expired { exp, now, valid_for } => {
                 // Upstream computes with cjson's floats: Lua 5.4 prints them as "12.0".
@@ -271,6 +277,9 @@ pub struct Verifier {
     keys: KeySource,
     /// Keys come from a key server or JWKS: upstream then requires a `kid`.
     remote: bool,
+    /// With both `cache_keys_url` and `asap_key_server`, the key server, asked for kids the
+    /// JWKS lacks (upstream's order).
+    fallback: Option<KeySource>,
 }
 
 impl Verifier {
@@ -282,7 +291,29 @@ impl Verifier {
     ) -> Result<Self, TokenError> {
         let remote = matches!(source, KeySourceConfig::AsapServer(_) | KeySourceConfig::Jwks(_));
         let keys = KeySource::new(policy.algorithm, source, cache)?;
-        Ok(Verifier { policy, keys, remote })
+        Ok(Verifier { policy, keys, remote, fallback: None })
+    }
+
+    /// Also asks the ASAP key server at `base` for kids the JWKS does not hold, as upstream
+    /// does when both `cache_keys_url` and `asap_key_server` are set.
+    pub fn with_asap_fallback(
+        mut self,
+        base: String,
+        cache: KeyCacheConfig,
+    ) -> Result<Self, TokenError> {
+        let source = KeySourceConfig::AsapServer(base);
+        self.fallback = Some(KeySource::new(self.policy.algorithm, source, cache)?);
+        Ok(self)
+    }
+
+    /// The key for `kid`: the main source, then the fallback for a kid the main one lacks.
+    fn lookup(&self, kid: Option<&str>) -> Result<Lookup, KeyError> {
+        match (self.keys.lookup(kid, Instant::now()), &self.fallback) {
+            (Err(KeyError::UnknownKeyId(_)), Some(fallback)) => {
+                fallback.lookup(kid, Instant::now())
+            }
+            (answer, _) => answer,
+        }
     }
 
     /// The policy this verifier applies.
@@ -296,7 +327,7 @@ impl Verifier {
             Ok(parsed) => parsed,
             Err(error) => return Check::Done(Err(error)),
         };
-        match self.keys.lookup(parsed.kid.as_deref(), Instant::now()) {
+        match self.lookup(parsed.kid.as_deref()) {
             Ok(Lookup::Found(key)) => Check::Done(self.finish(token, &key, now)),
             Ok(Lookup::Fetch(fetch)) => Check::NeedsKey(fetch),
             Err(error) => Check::Done(Err(error.into())),
@@ -333,6 +364,23 @@ impl Verifier {
         }
     }
 
+    /// Like [`Verifier::check_fetched`], except that when the fetch succeeded and the key must
+    /// still come from the fallback key server (a kid the fresh JWKS lacks), that fetch is
+    /// returned to be run next. Run it, then call [`Verifier::check_fetched`]: at most two
+    /// fetches per verification.
+    pub fn after_fetch(
+        &self,
+        fetched: &Result<(), KeyError>,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Result<Claims, TokenError>, KeyFetch> {
+        match self.check(token, now) {
+            Check::NeedsKey(next) if self.fallback.is_some() && fetched.is_ok() => Err(next),
+            Check::Done(result) => Ok(result),
+            Check::NeedsKey(_) => Ok(self.check_fetched(fetched, token, now)),
+        }
+    }
+
     /// Verifies with a PEM public key supplied for this one token (Jitsi's
     /// `pre-jitsi-authentication-fetch-key` event sets `session.public_key`).
     pub fn check_with_pem(
@@ -365,16 +413,16 @@ impl Parsed {
         if token.len() > policy.max_token_bytes {
             return Err(TokenError::TooLarge { len: token.len(), max: policy.max_token_bytes });
         }
-        let (header, _) = split_and_decode(token)?;
-        if remote && !header.get("kid").is_some_and(Value::is_string) {
-            return Err(TokenError::Key(KeyError::MissingKeyId));
+        if remote {
+            remote_header_checks(token, policy)?;
         }
+        let (header, _) = split_and_decode(token)?;
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         if let Some(typ) = header.get("typ") {
             if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
                 return Err(TokenError::BadType);
             }
         }
-        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         if parse_algorithm(alg) != Some(policy.algorithm) {
             return Err(TokenError::AlgorithmMismatch {
                 expected: policy.algorithm,
@@ -384,6 +432,29 @@ impl Parsed {
         let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
         Ok(Parsed { kid })
     }
+}
+
+/// With a key server, token/util.lib.lua reads the header itself before fetching a key, with
+/// its own answers: the first segment, then `kid`, `alg` and the RSA family.
+fn remote_header_checks(token: &str, policy: &Policy) -> Result<(), TokenError> {
+    let Some((first, _)) = token.split_once('.') else {
+        return Err(TokenError::Malformed("no dot in the token"));
+    };
+    let bytes = BASE64URL_NOPAD
+        .decode(first.trim_end_matches('=').as_bytes())
+        .map_err(|_| TokenError::Malformed("token header is not base64url"))?;
+    let header: Value = serde_json::from_slice(&bytes).map_err(|_| TokenError::BadHeaderFormat)?;
+    if !header.get("kid").is_some_and(Value::is_string) {
+        return Err(TokenError::Key(KeyError::MissingKeyId));
+    }
+    let Some(alg) = header.get("alg") else {
+        return Err(TokenError::MissingClaim("alg"));
+    };
+    let rsa_server = algorithm_name(policy.algorithm).starts_with("RS");
+    if rsa_server && !alg.as_str().is_some_and(|a| a.starts_with("RS")) {
+        return Err(TokenError::NotRsaFamily);
+    }
+    Ok(())
 }
 
 /// A JSON object, as token headers and payloads are.

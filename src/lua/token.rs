@@ -10,7 +10,7 @@ use super::convert::{
 use super::jobs::{prepare, Call};
 use crate::clock::UnixTime;
 use crate::http::Limits;
-use crate::keys::{KeyCacheConfig, KeySourceConfig};
+use crate::keys::{KeyCacheConfig, KeyError, KeyFetch, KeySourceConfig};
 use crate::token::{self, Check, Claims, Policy, SigningKey, TokenError, Verifier};
 
 pub fn exports(lua: &Lua) -> Result<Table> {
@@ -24,25 +24,24 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 impl UserData for Verifier {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // Claims table; or `nil, condition, text, reason, detail` (upstream's text for the
-        // client, gatehouse's log-safe detail for the log); or a Job when a key must be fetched.
+        // client, gatehouse's log-safe detail for the log); or a Job when a key must be fetched,
+        // whose result may be one more Job (the key server, for a kid the JWKS lacks).
         methods.add_method("verify", |lua, this, token: Value| {
             let Some(token) = client_text(&token) else {
                 return reply(lua, Err(TokenError::Malformed("not a string")));
             };
             match this.check(&token, UnixTime::now()) {
                 Check::Done(result) => reply(lua, result),
-                // Logins waiting for the same key share one fetch; each then checks its own token.
                 Check::NeedsKey(fetch) => {
                     let verifier = this.clone();
-                    let call = Call::to(fetch.url(), Some(fetch.url().to_string()));
-                    prepare(
-                        lua,
-                        call,
-                        move || fetch.run(),
-                        move |lua, fetched| {
-                            reply(lua, verifier.check_fetched(fetched, &token, UnixTime::now()))
-                        },
-                    )
+                    fetch_then(lua, fetch, move |lua, fetched| {
+                        match verifier.after_fetch(fetched, &token, UnixTime::now()) {
+                            Ok(result) => reply(lua, result),
+                            Err(next) => fetch_then(lua, next, move |lua, fetched| {
+                                reply(lua, verifier.check_fetched(fetched, &token, UnixTime::now()))
+                            }),
+                        }
+                    })
                 }
             }
         });
@@ -54,6 +53,16 @@ impl UserData for Verifier {
             reply(lua, this.check_with_pem(&token, &pem, UnixTime::now()))
         });
     }
+}
+
+/// A job running `fetch`, then `finish`. Logins waiting for the same key share one fetch; each
+/// then checks its own token.
+fn fetch_then<F>(lua: &Lua, fetch: KeyFetch, finish: F) -> Result<MultiValue>
+where
+    F: FnOnce(&Lua, &std::result::Result<(), KeyError>) -> Result<MultiValue> + Send + 'static,
+{
+    let call = Call::to(fetch.url(), Some(fetch.url().to_string()));
+    prepare(lua, call, move || fetch.run(), finish)
 }
 
 fn reply(lua: &Lua, result: std::result::Result<Claims, TokenError>) -> Result<MultiValue> {
@@ -95,10 +104,10 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
         KeySourceConfig::Secret(secret.into_bytes())
     } else if let Some(pem) = opt_string(&config, "public_key")? {
         KeySourceConfig::PublicKeyPem(pem)
-    } else if let Some(url) = opt_string(&config, "asap_key_server")? {
-        KeySourceConfig::AsapServer(url)
     } else if let Some(url) = opt_string(&config, "cache_keys_url")? {
         KeySourceConfig::Jwks(url)
+    } else if let Some(url) = opt_string(&config, "asap_key_server")? {
+        KeySourceConfig::AsapServer(url)
     } else {
         return failure(
             lua,
@@ -120,7 +129,16 @@ fn new_verifier(lua: &Lua, config: Table) -> Result<MultiValue> {
     if let Some(timeout) = opt_number(&config, "http_timeout")? {
         cache.http = Limits { timeout: seconds(timeout.max(0.001)), ..cache.http };
     }
-    match Verifier::new(policy, source, cache) {
+    // Both set: the JWKS first, the key server for kids it lacks (upstream's order).
+    let asap_fallback = match (&source, opt_string(&config, "asap_key_server")?) {
+        (KeySourceConfig::Jwks(_), Some(url)) => Some(url),
+        _ => None,
+    };
+    let verifier = Verifier::new(policy, source, cache).and_then(|v| match asap_fallback {
+        Some(url) => v.with_asap_fallback(url, cache),
+        None => Ok(v),
+    });
+    match verifier {
         Ok(verifier) => {
             Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(verifier)?)]))
         }

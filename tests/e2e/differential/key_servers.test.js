@@ -31,8 +31,8 @@ const common = [
   (() => { const a = freshRoom('key'); return { name: 'it joins a room', run: joinScenario(rs(known, { room: a }), [a]) }; })(),
   { name: 'a kid naming a published key, signed by another key', run: login(rs(other, {}, { kid: known.kid })) },
   { name: 'no kid', run: login(rs(known, {}, { kid: undefined })) },
-  { name: 'an HS256 token with a kid (alg confusion)', run: login(sign(claims(), { alg: 'HS256', key: known.publicPem, kid: known.kid })), todo: 'issue 11 item 11' },
-  { name: 'an ES256 token while the server expects RS256', run: login(sign(claims(), { alg: 'ES256', key: ec })), todo: 'issue 11 item 11' },
+  { name: 'an HS256 token with a kid (alg confusion)', run: login(sign(claims(), { alg: 'HS256', key: known.publicPem, kid: known.kid })) },
+  { name: 'an ES256 token while the server expects RS256', run: login(sign(claims(), { alg: 'ES256', key: ec })) },
 ];
 
 await differentialSuite('asap_key_server', async () => {
@@ -40,7 +40,7 @@ await differentialSuite('asap_key_server', async () => {
   return { host: { ...HOST, asap_key_server: `${keys.url}/asap` }, mucModules: ['token_verification'], cleanup: () => keys.close() };
 }, [
   ...common,
-  { name: 'signed by a key whose kid the server does not publish', run: login(rs(other)), todo: 'issue 11 item 11' },
+  { name: 'signed by a key whose kid the server does not publish', run: login(rs(other)) },
 ]);
 
 await differentialSuite('cache_keys_url (JWKS)', async () => {
@@ -59,7 +59,7 @@ await differentialSuite('cache_keys_url with one key, token without kid', async 
   const keys = await keyServer();
   return { host: { ...HOST, cache_keys_url: `${keys.url}/jwks-one.json` }, mucModules: ['token_verification'], cleanup: () => keys.close() };
 }, [
-  { name: 'no kid while the JWKS holds one key', run: login(rs(known, {}, { kid: undefined })), todo: 'issue 11 item 13' },
+  { name: 'no kid while the JWKS holds one key', run: login(rs(known, {}, { kid: undefined })) },
 ]);
 
 await differentialSuite('asap_key_server and cache_keys_url both set', async () => {
@@ -70,5 +70,5 @@ await differentialSuite('asap_key_server and cache_keys_url both set', async () 
   };
 }, [
   { name: 'a key the ASAP server publishes', run: login(rs(known)) },
-  { name: 'a key only the JWKS holds', run: login(rs(inJwksOnly)), todo: 'issue 11 item 13' },
+  { name: 'a key only the JWKS holds', run: login(rs(inJwksOnly)) },
 ]);
