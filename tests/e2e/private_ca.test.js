@@ -62,7 +62,8 @@ describe('HTTPS key server behind a private CA (test CA made at test time, stand
     t.after(() => prosody.stop());
     const err = await refusedLogin(prosody.httpPort, { token: token() });
     assert.equal(err.condition, 'not-allowed');
-    assert.match(err.text, /^could not obtain public key: .*(UnknownIssuer|certificate)/i);
+    assert.equal(err.text, 'could not obtain public key'); // upstream's text; the log says why
+    assert.match(prosody.readLog(), /could not obtain public key: .*(UnknownIssuer|certificate)/i);
     assert.equal(keys.hits(keyPath), 0, 'no request got past the TLS handshake');
     assert.match(prosody.readLog(), /HTTPS trusts (\d+ CA certificates from the system store|no system CA store found)/);
   });
