@@ -20,6 +20,12 @@ local cache_ttl = module:get_option_number("matrix_user_verification_cache_ttl",
 -- Direct homeserver mode: no UVS; the homeserver (Synapse) is asked with a server admin's token.
 local homeserver_url = module:get_option_string("matrix_user_verification_homeserver_url");
 local homeserver_admin_token = module:get_option_string("matrix_user_verification_homeserver_admin_token");
+-- Homeserver mode: tokens of other homeservers are checked at their own server (as UVS does);
+-- discovery may reach private addresses only if allowed (the server name comes from the client).
+local federation = module:get_option_boolean("matrix_user_verification_federation", true);
+local federation_allow_private = module:get_option_boolean("matrix_user_verification_federation_allow_private", false);
+-- Homeserver mode: re-check participants' membership and power this often; 0 = never.
+local membership_check_interval = module:get_option_number("matrix_user_verification_membership_check_interval", 0); -- seconds
 
 if not (uvs_base_url or homeserver_url) then
 	module:log_status("error", "Missing 'uvs_base_url' config, not configuring matrix_room_membership auth");
@@ -38,10 +44,25 @@ local verifier, _, config_error = gatehouse.native.matrix.new_verifier({
 	homeserver_url = homeserver_url; homeserver_admin_token = homeserver_admin_token;
 	sync_power_levels = uvs_sync_power_levels; app_id = app_id; check_issuer = check_issuer;
 	timeout = uvs_timeout; max_reply_size = max_reply_size; cache_ttl = cache_ttl;
+	federation = federation; federation_allow_private = federation_allow_private;
 });
 if not verifier then
 	module:log_status("error", "Matrix user verification is misconfigured: %s", config_error);
 	return;
+end
+
+-- The re-check itself runs on the MUC component (mod_matrix_room_check); it asks this host's
+-- verifier, one query per room per interval.
+if membership_check_interval > 0 then
+	if homeserver_url then
+		local recheck = module:require "gatehouse_matrix_recheck";
+		recheck.register(module.host, { verifier = verifier; interval = math.max(membership_check_interval, 1);
+			sync = uvs_sync_power_levels; timeout = uvs_timeout });
+		function module.unload() recheck.unregister(module.host); end
+		module:log("info", "Re-checking Matrix membership every %gs", membership_check_interval);
+	else
+		module:log("warn", "matrix_user_verification_membership_check_interval needs the homeserver mode (UVS cannot list a room); ignored");
+	end
 end
 
 -- The token and the room come from the connection URL (?token=…&room=…). Global as well as

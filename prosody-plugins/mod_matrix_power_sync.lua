@@ -32,20 +32,28 @@ local function set_affiliation(room, user, affiliation)
 	end
 end
 
--- On join: owner or member, from the session's Matrix power (upstream does this after each
--- presence; after the join is what matters, since nobody else can grant ownership).
-module:hook("muc-occupant-joined", function (event)
-	local room, occupant = event.room, event.occupant;
+-- Owner or member, from the session's Matrix power (upstream does this after each presence;
+-- after the join is what matters, since nobody else can grant ownership).
+local function sync_affiliation(room, occupant, session)
 	if gatehouse.is_healthcheck_room(room.jid) then
 		return;
 	end
 	local user = occupant.bare_jid;
-	local affiliation = (gatehouse.is_admin(user) or is_matrix_owner(event.origin, room)) and "owner" or "member";
+	local affiliation = (gatehouse.is_admin(user) or is_matrix_owner(session, room)) and "owner" or "member";
 	if room:get_affiliation(user) == affiliation then
 		return;
 	end
 	module:log("info", "Setting %s as %s of room %s based on Matrix power levels", user, affiliation, room.jid);
 	set_affiliation(room, user, affiliation);
+end
+
+module:hook("muc-occupant-joined", function (event)
+	sync_affiliation(event.room, event.occupant, event.origin);
+end);
+
+-- The membership re-check saw the power change (promoted or demoted in Matrix).
+module:hook("matrix-power-changed", function (event)
+	sync_affiliation(event.room, event.occupant, event.session);
 end);
 
 -- Every other owner grant is refused, as upstream: modify/not-acceptable. Admins (focus

@@ -6,6 +6,7 @@ local jid = require "util.jid";
 local st = require "util.stanza";
 
 local gatehouse = module:require "gatehouse";
+local recheck = module:require "gatehouse_matrix_recheck";
 local room_id_of = gatehouse.native.matrix.room_id;
 
 -- Longest Matrix room ID (the spec's limit for identifiers), so the refusal text stays short.
@@ -30,6 +31,11 @@ local function check_room(event)
 	if verified == nil or gatehouse.is_admin(stanza.attr.from) or gatehouse.is_healthcheck_room(stanza.attr.to) then
 		return;
 	end
+	if session.auth_matrix_user_verification_revoked then
+		-- The membership re-check found the user gone from the Matrix room.
+		session.send(st.error_reply(stanza, "cancel", "not-allowed", recheck.removed_text, jid.bare(stanza.attr.to)));
+		return true;
+	end
 	local this_room = printable_room_id(stanza.attr.to);
 	if this_room == verified then
 		return;
@@ -48,3 +54,17 @@ end
 -- jitsi-meet's token_verification does, so the refusal names the real reason.
 module:hook("muc-room-pre-create", check_room, 99);
 module:hook("muc-occupant-pre-join", check_room, 99);
+
+-- The periodic membership re-check (homeserver mode, when a VirtualHost's
+-- matrix_user_verification_membership_check_interval is set): rooms of this component.
+local function muc() return prosody.hosts[module.host] and prosody.hosts[module.host].modules.muc; end
+local function live_rooms()
+	local service = muc();
+	if service and service.live_rooms then return service.live_rooms(); end
+	return function () return nil; end;
+end
+local function get_room(room_jid)
+	local service = muc();
+	return service and service.get_room_from_jid and service.get_room_from_jid(room_jid);
+end
+module:add_timer(1, function () return recheck.tick(live_rooms, get_room); end);

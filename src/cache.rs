@@ -58,6 +58,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         self.entries.remove(key);
     }
 
+    /// Forgets every entry for which `drop(key, value)` is true.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&K, &V) -> bool) {
+        self.entries.retain(|key, entry| !drop(key, &entry.value));
+    }
+
     /// Entries held, expired or not.
     pub fn len(&self) -> usize {
         self.entries.len()

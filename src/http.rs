@@ -9,7 +9,12 @@
 //! stopped waiting by then.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use ureq::config::Config;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::jobs;
 
@@ -111,6 +116,28 @@ pub fn post_json(
     read_reply(request.send(body.to_string().as_bytes()), limits)
 }
 
+/// `GET url`, connecting only to `addrs` whatever the URL's host resolves to; TLS still
+/// checks the certificate against the URL's host. For Matrix federation, where server
+/// discovery decides the address and the name the certificate must carry, and where the
+/// addresses were screened first (no private ones) so DNS cannot change them in between.
+pub fn get_pinned(
+    url: &str,
+    headers: &[(&str, &str)],
+    limits: Limits,
+    addrs: &[SocketAddr],
+) -> Result<Reply, HttpError> {
+    let agent = ureq::Agent::with_parts(
+        agent_config(within_deadline(limits)?),
+        DefaultConnector::default(),
+        Pinned(addrs.iter().take(16).copied().collect()),
+    );
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read_reply(request.call(), limits)
+}
+
 /// The origin of a URL (`scheme://host:port`, lower case): what counts as one remote source for
 /// the per-source limits of [`crate::jobs`]. Text that is not a URL is its own source.
 pub fn origin(url: &str) -> String {
@@ -142,7 +169,12 @@ fn within_deadline(limits: Limits) -> Result<Limits, HttpError> {
 /// An agent is cheap to build and holds no state we want shared between calls (a pooled
 /// connection to a server that hangs would only spread the hang), so each call gets its own.
 fn agent(limits: Limits) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+    agent_config(limits).into()
+}
+
+/// The settings of every agent: one place, so pinned and ordinary calls trust the same CAs.
+fn agent_config(limits: Limits) -> Config {
+    ureq::Agent::config_builder()
         .timeout_global(Some(limits.timeout))
         .http_status_as_error(false)
         .max_redirects(0)
@@ -150,8 +182,29 @@ fn agent(limits: Limits) -> ureq::Agent {
         // The system's CAs plus the operator's extra file (see crate::trust), not just the
         // public roots compiled in: key servers and UVS often sit behind a company CA.
         .tls_config(ureq::tls::TlsConfig::builder().root_certs(crate::trust::root_certs()).build())
-        .build();
-    config.into()
+        .build()
+}
+
+/// Resolves every host to the addresses given.
+#[derive(Debug)]
+struct Pinned(Vec<SocketAddr>);
+
+impl Resolver for Pinned {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if self.0.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        let mut addrs = self.empty();
+        for addr in &self.0 {
+            addrs.push(*addr);
+        }
+        Ok(addrs)
+    }
 }
 
 fn read_reply(

@@ -110,6 +110,7 @@ impl MatrixError {
             MatrixError::Denied(Denial::NoPowerLevels) => "no_power_levels",
             MatrixError::Denied(Denial::NoOpenIdToken) => "missing_openid_token",
             MatrixError::Denied(Denial::NoServerName) => "missing_server_name",
+            MatrixError::Denied(Denial::Federation(_)) => "federation_failed",
             MatrixError::Denied(
                 Denial::Status(_) | Denial::BadReply(_) | Denial::HomeserverStatus { .. },
             ) => "invalid_response",
@@ -180,6 +181,9 @@ pub enum Denial {
     /// Homeserver mode: the token has no `context.matrix.server_name`, so the homeserver that
     /// issued the OpenID token is unknown (UVS answers 400 to such a request).
     NoServerName,
+    /// Homeserver mode: the token's own homeserver could not be found or asked over federation
+    /// (a bad server name, no public address, a TLS or connection failure, no answer).
+    Federation(String),
     /// A status other than 200: 403 for a wrong `uvs_auth_token`, 400 for a malformed request.
     Status(u16),
     /// A 200 reply that is not the JSON UVS (or the homeserver) sends.
@@ -206,6 +210,7 @@ impl fmt::Display for Denial {
             Denial::NoServerName => {
                 write!(f, "no context.matrix.server_name in the widget token (homeserver mode)")
             }
+            Denial::Federation(text) => write!(f, "token's homeserver not asked: {text}"),
             Denial::Status(403) => write!(f, "UVS: http status: 403 (check uvs_auth_token)"),
             Denial::Status(status) => write!(f, "UVS: http status: {status}"),
             Denial::BadReply(what) => write!(f, "unexpected reply: {what}"),
@@ -404,6 +409,13 @@ pub struct Config {
     pub cache_ttl: Duration,
     /// Positive answers kept at most. Defaults to 1024.
     pub cache_size: usize,
+    /// Homeserver mode: check OpenID tokens of other homeservers at their own server, over
+    /// federation (as UVS does). Defaults to true; when false, only the configured
+    /// homeserver's users get in.
+    pub federation: bool,
+    /// Homeserver mode: let server discovery connect to private, loopback and link-local
+    /// addresses. Defaults to false, since the server name comes from the client.
+    pub federation_allow_private: bool,
 }
 
 impl Config {
@@ -428,6 +440,8 @@ impl Config {
             limits: Limits { timeout: Duration::from_secs(5), max_body },
             cache_ttl: Duration::from_secs(30),
             cache_size: 1024,
+            federation: true,
+            federation_allow_private: false,
         }
     }
 }
@@ -495,6 +509,7 @@ pub struct Verifier {
     config: Arc<Config>,
     jwt: token::Verifier,
     cache: Arc<Mutex<TtlCache<UvsRequest, Allowed>>>,
+    homeserver: Arc<homeserver::State>,
 }
 
 /// A cached positive answer.
@@ -546,7 +561,8 @@ impl Verifier {
         )
         .map_err(|e| MatrixError::Config(e.to_string()))?;
         let cache = Arc::new(Mutex::new(TtlCache::new(config.cache_size)));
-        Ok(Verifier { config: Arc::new(config), jwt, cache })
+        let homeserver = Arc::new(homeserver::State::new(config.federation_allow_private));
+        Ok(Verifier { config: Arc::new(config), jwt, cache, homeserver })
     }
 
     /// The configuration in use.
@@ -580,9 +596,13 @@ impl Verifier {
             Backend::Uvs { base_url, auth_token } => {
                 ask_uvs(base_url, auth_token.as_deref(), &call.request, &self.config)?
             }
-            Backend::Homeserver { base_url, admin_token } => {
-                homeserver::ask(base_url, admin_token, &call.request, &self.config)?
-            }
+            Backend::Homeserver { base_url, admin_token } => homeserver::ask(
+                base_url,
+                admin_token,
+                &call.request,
+                &self.config,
+                &self.homeserver,
+            )?,
         };
         let allowed = match decision {
             Decision::Allow { user_id, is_owner } => {
@@ -597,6 +617,28 @@ impl Verifier {
             Instant::now(),
         );
         Ok(admit(call, allowed, false))
+    }
+
+    /// Homeserver mode: the room's joined members, each with whether they are owner (power
+    /// sync on), from one admin-API query (blocking: call it on a worker thread). For the
+    /// periodic membership re-check of participants already in a call.
+    pub fn room_members(&self, room_id: &str) -> Result<Vec<(String, bool)>, MatrixError> {
+        match &self.config.backend {
+            Backend::Homeserver { base_url, admin_token } => {
+                homeserver::room_members(base_url, admin_token, room_id, &self.config)
+            }
+            Backend::Uvs { .. } => Err(MatrixError::Config(
+                "the membership re-check needs the homeserver mode (UVS cannot list a room)".into(),
+            )),
+        }
+    }
+
+    /// Forgets the cached answers that let `user_id` into `room_id`, so a user the membership
+    /// re-check removed is asked again on their next login.
+    pub fn forget(&self, room_id: &str, user_id: &str) {
+        self.lock_cache().remove_where(|request, answer| {
+            request.room_id == room_id && answer.user_id.as_deref() == Some(user_id)
+        });
     }
 
     fn prepare(
@@ -688,6 +730,7 @@ fn string_field(map: &Map<String, Value>, name: &str) -> Option<String> {
     map.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
+mod federation;
 mod homeserver;
 #[cfg(test)]
 mod tests;

@@ -328,6 +328,9 @@ fn synapse_reply(request: &Seen, openid: &'static str, levels: Value) -> Canned 
         );
     }
     match path {
+        "/_matrix/client/v3/account/whoami" => {
+            json("200 OK", json!({"user_id": "@admin:matrix.org"}))
+        }
         "/_synapse/admin/v1/rooms/%21qwertyasdfgh%3Amatrix.org/members" => {
             json("200 OK", json!({"members": ["@bob:matrix.org", "@ana:matrix.org"], "total": 2}))
         }
@@ -360,12 +363,13 @@ fn test_homeserver_mode_checks_token_membership_and_power_itself() {
     assert_eq!(
         lines,
         [
+            "GET /_matrix/client/v3/account/whoami HTTP/1.1",
             "GET /_matrix/federation/v1/openid/userinfo?access_token=openid-1 HTTP/1.1",
             "GET /_synapse/admin/v1/rooms/%21qwertyasdfgh%3Amatrix.org/members HTTP/1.1",
             "GET /_synapse/admin/v1/rooms/%21qwertyasdfgh%3Amatrix.org/state HTTP/1.1",
         ]
     );
-    assert!(!seen[0].headers.contains("authorization"), "the admin token never goes to userinfo");
+    assert!(!seen[1].headers.contains("authorization"), "the admin token never goes to userinfo");
 }
 
 #[test]
@@ -375,7 +379,7 @@ fn test_homeserver_mode_without_sync_skips_the_state_and_users_default_counts() 
     let admission =
         login(&homeserver_verifier(&base, ADMIN_TOKEN, false), &element_token()).1.unwrap();
     assert!(!admission.is_owner);
-    assert_eq!(seen.lock().unwrap().len(), 2, "no state fetched without power sync");
+    assert_eq!(seen.lock().unwrap().len(), 3, "whoami, userinfo, members: no state without sync");
     let admission =
         login(&homeserver_verifier(&base, ADMIN_TOKEN, true), &element_token()).1.unwrap();
     assert!(admission.is_owner, "users_default 50 >= state_default 50 (UVS would say 0)");
@@ -389,16 +393,32 @@ fn test_homeserver_mode_refusals() {
     let unknown =
         widget_token(json!({"token": "openid-2", "room_id": ROOM_ID, "server_name": "matrix.org"}));
     assert_eq!(login(&v, &unknown).1.unwrap_err(), MatrixError::Denied(Denial::InvalidToken));
+    // Another server's token is checked at that server, never vouched for by this one: here
+    // the name resolves nowhere (no network in tests), or federation is off.
     let other_server = widget_token(
-        json!({"token": "openid-1", "room_id": ROOM_ID, "server_name": "evil.example"}),
+        json!({"token": "openid-1", "room_id": ROOM_ID, "server_name": "evil.invalid"}),
     );
-    assert_eq!(login(&v, &other_server).1.unwrap_err(), MatrixError::Denied(Denial::InvalidToken));
+    let error = login(&v, &other_server).1.unwrap_err();
+    assert!(matches!(&error, MatrixError::Denied(Denial::Federation(_))), "{error:?}");
+    assert_eq!((error.condition(), error.reason()), ("access-denied", "federation_failed"));
+    let config = Config { federation: false, ..Config::homeserver(&base, ADMIN_TOKEN.into()) };
+    let local_only = Verifier::new(config).unwrap();
+    assert_eq!(
+        login(&local_only, &other_server).1.unwrap_err(),
+        MatrixError::Denied(Denial::InvalidToken)
+    );
+    // Nor is a private address fetched on a token's say-so.
+    let private = widget_token(
+        json!({"token": "openid-1", "room_id": ROOM_ID, "server_name": "127.0.0.1:1"}),
+    );
+    let error = login(&v, &private).1.unwrap_err();
+    assert!(error.to_string().contains("only private addresses"), "{error}");
 
     let wrong_admin = homeserver_verifier(&base, "not-an-admin", false);
     let error = login(&wrong_admin, &element_token()).1.unwrap_err();
     assert_eq!(
         error,
-        MatrixError::Denied(Denial::HomeserverStatus { endpoint: "admin members", status: 401 })
+        MatrixError::Denied(Denial::HomeserverStatus { endpoint: "whoami", status: 401 })
     );
     assert_eq!(
         (error.condition(), error.text()),

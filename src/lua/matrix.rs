@@ -24,7 +24,8 @@ pub fn exports(lua: &Lua) -> Result<Table> {
 }
 
 /// `new_verifier{ uvs_base_url, uvs_auth_token | homeserver_url, homeserver_admin_token,
-/// sync_power_levels, app_id, check_issuer, timeout, max_reply_size, cache_ttl, cache_size }`
+/// sync_power_levels, app_id, check_issuer, timeout, max_reply_size, cache_ttl, cache_size,
+/// federation, federation_allow_private }`
 /// (seconds and bytes).
 fn new_verifier(lua: &Lua, options: Table) -> Result<MultiValue> {
     let uvs = opt_string(&options, "uvs_base_url")?;
@@ -62,6 +63,9 @@ fn new_verifier(lua: &Lua, options: Table) -> Result<MultiValue> {
     if let Some(size) = opt_number(&options, "cache_size")? {
         config.cache_size = size as usize;
     }
+    config.federation = opt_bool(&options, "federation")?.unwrap_or(true);
+    config.federation_allow_private =
+        opt_bool(&options, "federation_allow_private")?.unwrap_or(false);
     match Verifier::new(config) {
         Ok(verifier) => {
             Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(verifier)?)]))
@@ -72,6 +76,43 @@ fn new_verifier(lua: &Lua, options: Table) -> Result<MultiValue> {
 
 impl UserData for Verifier {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // `verifier:forget(room_id, user_id)`: drop cached answers for that user in that room.
+        methods.add_method("forget", |_, this, (room_id, user_id): (Value, Value)| {
+            if let (Some(room_id), Some(user_id)) = (client_text(&room_id), client_text(&user_id)) {
+                this.forget(&room_id, &user_id);
+            }
+            Ok(())
+        });
+        // `verifier:room_members(room_id)` → a Job whose result is `{ [user_id] = is_owner }`
+        // for the room's joined members (homeserver mode), or `nil, condition, text, reason,
+        // detail`.
+        methods.add_method("room_members", |lua, this, room_id: Value| {
+            let Some(room_id) = client_text(&room_id) else {
+                return (Value::Nil, "bad-request", "room_members needs a room ID")
+                    .into_lua_multi(lua);
+            };
+            let verifier = this.clone();
+            spawn(lua, move || {
+                let result = verifier.room_members(&room_id);
+                Box::new(move |lua: &Lua| match result {
+                    Ok(members) => {
+                        let t = lua.create_table_with_capacity(0, members.len())?;
+                        for (user_id, is_owner) in members {
+                            t.set(user_id, is_owner)?;
+                        }
+                        Ok(MultiValue::from_vec(vec![Value::Table(t)]))
+                    }
+                    Err(error) => (
+                        Value::Nil,
+                        error.condition(),
+                        error.text(),
+                        error.reason(),
+                        error.to_string(),
+                    )
+                        .into_lua_multi(lua),
+                }) as Reply
+            })
+        });
         // `verifier:verify(token, room_name)` → an admission table
         // `{ room_id, user_id, is_owner, cached, claims }`; or `nil, condition, text, reason,
         // detail`; or a Job when UVS must be asked (the answer comes from `job:result()`).

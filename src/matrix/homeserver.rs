@@ -1,18 +1,38 @@
 //! Direct homeserver mode: what UVS does, done here, so an operator needs no separate service.
 //!
-//! Three calls to one homeserver, all within the verification's deadline: the OpenID token's
-//! user from `GET /_matrix/federation/v1/openid/userinfo`, the room's joined members from
-//! Synapse's `GET /_synapse/admin/v1/rooms/{room}/members`, and, with power sync on, the
-//! power levels from `GET /_synapse/admin/v1/rooms/{room}/state`. Unlike UVS, a room's
-//! `users_default` counts, and in rooms of version 12 (where creators hold unlimited power and
-//! are not listed in `users`) the creators are owners.
+//! All within the verification's deadline: the OpenID token's user from
+//! `GET /_matrix/federation/v1/openid/userinfo`, asked of the configured homeserver when the
+//! token is its own, else of the token's `server_name` over federation (`federation.rs`); then
+//! the room's joined members from the configured homeserver's
+//! `GET /_synapse/admin/v1/rooms/{room}/members`, and, with power sync on, the power levels
+//! from `GET /_synapse/admin/v1/rooms/{room}/state`. The configured homeserver's own server
+//! name is learnt once from `GET /_matrix/client/v3/account/whoami` with the admin token.
+//! Unlike UVS, a room's `users_default` counts, and in rooms of version 12 (where creators hold
+//! unlimited power and are not listed in `users`) the creators are owners.
 
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use serde_json::Value;
 
+use super::federation::Discovery;
 use super::{power, Config, Decision, Denial, MatrixError, UvsRequest, DEFAULT_STATE_DEFAULT};
 use crate::http::{self, HttpError, Limits, Reply};
+
+/// What the homeserver mode remembers between verifications.
+pub(super) struct State {
+    /// The configured homeserver's server name, once learnt.
+    local_name: OnceLock<String>,
+    /// Server discovery for tokens of other homeservers.
+    discovery: Discovery,
+}
+
+impl State {
+    pub(super) fn new(allow_private: bool) -> Self {
+        State { local_name: OnceLock::new(), discovery: Discovery::new(allow_private) }
+    }
+}
 
 /// Asks the homeserver at `base_url` whether the OpenID token's user is in the room.
 pub(super) fn ask(
@@ -20,14 +40,32 @@ pub(super) fn ask(
     admin_token: &str,
     request: &UvsRequest,
     config: &Config,
+    state: &State,
 ) -> Result<Decision, MatrixError> {
     let deadline = Deadline { end: Instant::now() + config.limits.timeout, limits: config.limits };
-    let Some(user_id) = userinfo(base_url, request, &deadline)? else {
+    let Some(server_name) = request.server_name.as_deref() else {
+        return Ok(Decision::Deny(Denial::NoServerName));
+    };
+    let bearer = format!("Bearer {admin_token}");
+    let admin = [("Authorization", bearer.as_str())];
+    let local_name = match state.local_name.get() {
+        Some(name) => name.as_str(),
+        None => {
+            let name = whoami(base_url, &admin, &deadline)?;
+            state.local_name.get_or_init(|| name).as_str()
+        }
+    };
+    let user_id = if server_name == local_name {
+        userinfo(base_url, request, &deadline)?
+    } else if config.federation {
+        remote_userinfo(&state.discovery, server_name, request, &deadline)?
+    } else {
+        None
+    };
+    let Some(user_id) = user_id else {
         return Ok(Decision::Deny(Denial::InvalidToken));
     };
     let room = encode(&request.room_id);
-    let bearer = format!("Bearer {admin_token}");
-    let admin = [("Authorization", bearer.as_str())];
 
     let url = format!("{base_url}/_synapse/admin/v1/rooms/{room}/members");
     let reply = deadline.get(&url, &admin, &request.token)?;
@@ -55,6 +93,79 @@ pub(super) fn ask(
     }
 }
 
+/// One admin-API query for a room's joined members and, with power sync, whether each is owner:
+/// `GET /_synapse/admin/v1/rooms/{room}/state`, whose member events carry the membership.
+pub(super) fn room_members(
+    base_url: &str,
+    admin_token: &str,
+    room_id: &str,
+    config: &Config,
+) -> Result<Vec<(String, bool)>, MatrixError> {
+    let deadline = Deadline { end: Instant::now() + config.limits.timeout, limits: config.limits };
+    let bearer = format!("Bearer {admin_token}");
+    let url = format!("{base_url}/_synapse/admin/v1/rooms/{}/state", encode(room_id));
+    let reply = deadline.get(&url, &[("Authorization", bearer.as_str())], "")?;
+    if reply.status != 200 {
+        return Err(MatrixError::Denied(Denial::HomeserverStatus {
+            endpoint: "admin state",
+            status: reply.status,
+        }));
+    }
+    joined_from_state(&reply.body, config.sync_power_levels).map_err(MatrixError::Denied)
+}
+
+/// The configured homeserver's server name: what follows the first colon of the admin's user
+/// ID (`@admin:matrix.example.com` → `matrix.example.com`).
+fn whoami(
+    base_url: &str,
+    admin: &[(&str, &str)],
+    deadline: &Deadline,
+) -> Result<String, MatrixError> {
+    let url = format!("{base_url}/_matrix/client/v3/account/whoami");
+    let reply = deadline.get(&url, admin, "")?;
+    if reply.status != 200 {
+        return Err(MatrixError::Denied(Denial::HomeserverStatus {
+            endpoint: "whoami",
+            status: reply.status,
+        }));
+    }
+    let user_id = match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(Value::Object(me)) => me.get("user_id").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    };
+    match user_id.as_deref().and_then(|id| id.split_once(':')) {
+        Some((_, server)) if !server.is_empty() => Ok(server.to_string()),
+        _ => Err(MatrixError::Denied(Denial::BadReply("whoami has no user_id"))),
+    }
+}
+
+/// The user an OpenID token of another homeserver belongs to, asked of that server over
+/// federation; `None` when it does not know the token or names a user of another server.
+fn remote_userinfo(
+    discovery: &Discovery,
+    server_name: &str,
+    request: &UvsRequest,
+    deadline: &Deadline,
+) -> Result<Option<String>, MatrixError> {
+    let failed = |text: String| MatrixError::Denied(Denial::Federation(text));
+    let target = discovery
+        .locate(server_name, |host, addrs, max_body| {
+            let url = format!("https://{host}/.well-known/matrix/server");
+            let reply = deadline.get_pinned(&url, addrs, max_body, "").ok()?;
+            (reply.status == 200).then_some(reply.body)
+        })
+        .map_err(|e| failed(format!("{server_name}: {e}")))?;
+    let url = format!(
+        "https://{}/_matrix/federation/v1/openid/userinfo?access_token={}",
+        target.authority,
+        encode(&request.token)
+    );
+    let reply = deadline
+        .get_pinned(&url, &target.addrs, deadline.limits.max_body, &request.token)
+        .map_err(|e| failed(format!("{server_name} at {}: {e}", target.authority)))?;
+    read_userinfo(reply, server_name, "federation openid/userinfo")
+}
+
 /// The user the OpenID token belongs to, or `None` when the homeserver does not know it.
 fn userinfo(
     base_url: &str,
@@ -66,16 +177,21 @@ fn userinfo(
         encode(&request.token)
     );
     let reply = deadline.get(&url, &[], &request.token)?;
+    let server_name = request.server_name.as_deref().unwrap_or_default();
+    read_userinfo(reply, server_name, "openid/userinfo")
+}
+
+/// Reads a userinfo reply: `{"sub": "@user:server"}` for a token of `server_name`.
+fn read_userinfo(
+    reply: Reply,
+    server_name: &str,
+    endpoint: &'static str,
+) -> Result<Option<String>, MatrixError> {
     match reply.status {
         200 => {}
         // M_UNKNOWN_TOKEN: unknown or expired.
         401 => return Ok(None),
-        status => {
-            return Err(MatrixError::Denied(Denial::HomeserverStatus {
-                endpoint: "openid/userinfo",
-                status,
-            }))
-        }
+        status => return Err(MatrixError::Denied(Denial::HomeserverStatus { endpoint, status })),
     }
     let sub = match serde_json::from_slice::<Value>(&reply.body) {
         Ok(Value::Object(info)) => info.get("sub").and_then(Value::as_str).map(str::to_string),
@@ -84,12 +200,10 @@ fn userinfo(
     let Some(sub) = sub.filter(|s| s.starts_with('@') && s.contains(':')) else {
         return Err(MatrixError::Denied(Denial::BadReply("userinfo has no user ID in 'sub'")));
     };
-    // A token said to be from another server is not this homeserver's to vouch for. Compared
-    // by suffix, as UVS does: server names may carry a port (`@bob:host:8448`).
-    if let Some(server) = &request.server_name {
-        if !user_on_server(&sub, server) {
-            return Ok(None);
-        }
+    // A server vouches only for its own users: a token said to be from one server, answered
+    // with a user of another, is refused (server names may carry a port: `@bob:host:8448`).
+    if !user_on_server(&sub, server_name) {
+        return Ok(None);
     }
     Ok(Some(sub))
 }
@@ -117,39 +231,86 @@ pub(super) fn members_include(body: &[u8], user_id: &str) -> Result<bool, Matrix
 /// user's power is `users[user_id]`, else `users_default`, else 0; `state_default` is 50 when
 /// unset. In rooms whose creators are privileged (version 12 on), a creator is owner.
 pub(super) fn owner_from_state(body: &[u8], user_id: &str) -> Result<bool, Denial> {
-    let Ok(Value::Object(reply)) = serde_json::from_slice::<Value>(body) else {
-        return Err(Denial::BadReply("state reply is not a JSON object"));
-    };
-    let Some(Value::Array(state)) = reply.get("state") else {
-        return Err(Denial::BadReply("state reply has no 'state' list"));
-    };
-    let content = |kind: &str| {
-        state.iter().find_map(|event| {
-            (event.get("type")?.as_str()? == kind && event.get("state_key")?.as_str()?.is_empty())
-                .then_some(event)
-        })
-    };
-    if let Some(create) = content("m.room.create") {
-        if is_creator(create, user_id) {
-            return Ok(true);
+    let state = state_events(body)?;
+    Powers::of(&state).is_owner(user_id)
+}
+
+/// The room's joined members (`m.room.member` with membership `join`), each with whether
+/// they are owner (only computed with `sync_power_levels`), from one admin-API state reply.
+pub(super) fn joined_from_state(
+    body: &[u8],
+    sync_power_levels: bool,
+) -> Result<Vec<(String, bool)>, Denial> {
+    let state = state_events(body)?;
+    let powers = Powers::of(&state);
+    let mut joined = Vec::new();
+    for event in &state {
+        if event.get("type").and_then(Value::as_str) != Some("m.room.member") {
+            continue;
+        }
+        let membership = event.get("content").and_then(|c| c.get("membership"));
+        let Some(user_id) = event.get("state_key").and_then(Value::as_str) else { continue };
+        if membership.and_then(Value::as_str) == Some("join") {
+            let is_owner = sync_power_levels && powers.is_owner(user_id)?;
+            joined.push((user_id.to_string(), is_owner));
         }
     }
-    let Some(levels) = content("m.room.power_levels").and_then(|e| e.get("content")) else {
-        return Err(Denial::NoPowerLevels);
+    Ok(joined)
+}
+
+fn state_events(body: &[u8]) -> Result<Vec<Value>, Denial> {
+    let Ok(Value::Object(mut reply)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Denial::BadReply("state reply is not a JSON object"));
     };
-    let users_default = match levels.get("users_default") {
-        None | Some(Value::Null) => 0,
-        level => power(level).ok_or(Denial::BadReply("'users_default' is not a number"))?,
-    };
-    let user = match levels.get("users").and_then(|u| u.get(user_id)) {
-        None | Some(Value::Null) => users_default,
-        level => power(level).ok_or(Denial::BadReply("a user's power level is not a number"))?,
-    };
-    let state_default = match levels.get("state_default") {
-        None | Some(Value::Null) => DEFAULT_STATE_DEFAULT,
-        level => power(level).ok_or(Denial::BadReply("'state_default' is not a number"))?,
-    };
-    Ok(user >= state_default)
+    match reply.remove("state") {
+        Some(Value::Array(state)) => Ok(state),
+        _ => Err(Denial::BadReply("state reply has no 'state' list")),
+    }
+}
+
+/// The two state events that decide ownership, found once per state reply.
+struct Powers<'a> {
+    create: Option<&'a Value>,
+    levels: Option<&'a Value>,
+}
+
+impl<'a> Powers<'a> {
+    fn of(state: &'a [Value]) -> Self {
+        let find = |kind: &str| {
+            state.iter().find(|event| {
+                event.get("type").and_then(Value::as_str) == Some(kind)
+                    && event.get("state_key").and_then(Value::as_str) == Some("")
+            })
+        };
+        Powers {
+            create: find("m.room.create"),
+            levels: find("m.room.power_levels").and_then(|e| e.get("content")),
+        }
+    }
+
+    fn is_owner(&self, user_id: &str) -> Result<bool, Denial> {
+        if self.create.is_some_and(|create| is_creator(create, user_id)) {
+            return Ok(true);
+        }
+        let Some(levels) = self.levels else {
+            return Err(Denial::NoPowerLevels);
+        };
+        let users_default = match levels.get("users_default") {
+            None | Some(Value::Null) => 0,
+            level => power(level).ok_or(Denial::BadReply("'users_default' is not a number"))?,
+        };
+        let user = match levels.get("users").and_then(|u| u.get(user_id)) {
+            None | Some(Value::Null) => users_default,
+            level => {
+                power(level).ok_or(Denial::BadReply("a user's power level is not a number"))?
+            }
+        };
+        let state_default = match levels.get("state_default") {
+            None | Some(Value::Null) => DEFAULT_STATE_DEFAULT,
+            level => power(level).ok_or(Denial::BadReply("'state_default' is not a number"))?,
+        };
+        Ok(user >= state_default)
+    }
 }
 
 /// Room versions 12 and later (and their draft, `org.matrix.hydra.11`) give the sender of
@@ -184,18 +345,44 @@ impl Deadline {
     /// `GET url` with what is left of the deadline. `secret` (the OpenID token, which the
     /// userinfo URL carries) is scrubbed from any error text, since errors reach the log.
     fn get(&self, url: &str, headers: &[(&str, &str)], secret: &str) -> Result<Reply, MatrixError> {
-        let timed_out = MatrixError::Unavailable(HttpError::Timeout { after: self.limits.timeout });
+        let limits = self.left()?;
+        http::get(url, headers, limits).map_err(|e| self.scrub(e, secret))
+    }
+
+    /// `GET url` connecting only to `addrs`, with a reply of at most `max_body` bytes.
+    fn get_pinned(
+        &self,
+        url: &str,
+        addrs: &[SocketAddr],
+        max_body: u64,
+        secret: &str,
+    ) -> Result<Reply, MatrixError> {
+        let limits = Limits { max_body, ..self.left()? };
+        http::get_pinned(url, &[], limits, addrs).map_err(|e| self.scrub(e, secret))
+    }
+
+    /// The limits with what is left of the deadline, or the timeout error when none is.
+    fn left(&self) -> Result<Limits, MatrixError> {
         let left = self.end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timed_out);
+            return Err(MatrixError::Unavailable(HttpError::Timeout {
+                after: self.limits.timeout,
+            }));
         }
-        match http::get(url, headers, Limits { timeout: left, ..self.limits }) {
-            Ok(reply) => Ok(reply),
-            Err(HttpError::Timeout { .. }) => Err(timed_out),
-            Err(HttpError::Transport(text)) => Err(MatrixError::Unavailable(HttpError::Transport(
-                text.replace(secret, "<redacted>").replace(&encode(secret), "<redacted>"),
-            ))),
-            Err(other) => Err(MatrixError::Unavailable(other)),
+        Ok(Limits { timeout: left, ..self.limits })
+    }
+
+    fn scrub(&self, error: HttpError, secret: &str) -> MatrixError {
+        match error {
+            HttpError::Timeout { .. } => {
+                MatrixError::Unavailable(HttpError::Timeout { after: self.limits.timeout })
+            }
+            HttpError::Transport(text) if !secret.is_empty() => {
+                MatrixError::Unavailable(HttpError::Transport(
+                    text.replace(secret, "<redacted>").replace(&encode(secret), "<redacted>"),
+                ))
+            }
+            other => MatrixError::Unavailable(other),
         }
     }
 }
@@ -303,6 +490,30 @@ mod tests {
         assert!(!user_on_server("@bob:evilmatrix.org", "matrix.org"), "a colon must precede");
         assert!(!user_on_server("@bob:host", "host:8448"));
         assert!(!user_on_server(":matrix.org", "matrix.org"));
+    }
+
+    #[test]
+    fn test_joined_members_and_their_ownership_come_from_one_state_reply() {
+        let member = |user: &str, membership: &str| json!({"type": "m.room.member", "state_key": user, "content": {"membership": membership}});
+        let pl = levels(json!({"users": {"@mod:hs": 50}, "state_default": 50}));
+        let body = state(json!([
+            create("10", "@a:hs", &[]),
+            pl,
+            member("@mod:hs", "join"),
+            member("@ana:hs", "join"),
+            member("@gone:hs", "leave"),
+            member("@banned:hs", "ban"),
+            member("@asked:hs", "invite"),
+        ]));
+        assert_eq!(
+            joined_from_state(&body, true),
+            Ok(vec![("@mod:hs".to_string(), true), ("@ana:hs".to_string(), false)])
+        );
+        assert_eq!(
+            joined_from_state(&body, false),
+            Ok(vec![("@mod:hs".to_string(), false), ("@ana:hs".to_string(), false)])
+        );
+        assert!(joined_from_state(b"{}", true).is_err());
     }
 
     #[test]

@@ -508,3 +508,16 @@ fn test_homeserver_mode_refuses_a_token_without_server_name_before_asking() {
     // UVS mode sends the request without matrix_server_name, as upstream does.
     assert!(prepare(&verifier(), Some(&widget_token(element_claims())), Some(ROOM_NAME)).is_ok());
 }
+
+#[test]
+fn test_forget_drops_a_users_cached_answers_for_that_room_only() {
+    let v = verifier_with(|c| c.cache_ttl = Duration::from_secs(30));
+    let token = widget_token(element_claims());
+    let t0 = Instant::now();
+    cache_answer(&v, &token, false, t0);
+    v.forget("!other:matrix.org", "@u:hs");
+    v.forget(ROOM_ID, "@someone-else:hs");
+    assert!(matches!(v.check(Some(&token), Some(ROOM_NAME), NOW, t0), Check::Done(Ok(_))));
+    v.forget(ROOM_ID, "@u:hs");
+    assert!(matches!(v.check(Some(&token), Some(ROOM_NAME), NOW, t0), Check::Ask(_)));
+}

@@ -82,6 +82,36 @@ local siwe = "meet.test wants you to sign in with your Ethereum account:\n0x1479
 assert(gatehouse.wallet.siwe_parse(siwe));
 row("wallet SIWE message parse", function() gatehouse.wallet.siwe_parse(siwe); end);
 
+-- The Matrix membership re-check, per room and interval: one admin-API state query answered
+-- (here by a loopback server in this Lua thread, while the job runs on its worker), the member
+-- events and power levels read, the `{ [user_id] = is_owner }` table built. A room of 50 joined
+-- members plus 50 who left; the whole round trip counts.
+local socket = require "socket";
+local server = assert(socket.bind("127.0.0.1", 0));
+local _, port = server:getsockname();
+local events = { '{"type":"m.room.create","state_key":"","sender":"@u0:hs","content":{"room_version":"10"}}',
+	'{"type":"m.room.power_levels","state_key":"","content":{"users":{"@u0:hs":100,"@u1:hs":50},"state_default":50}}' };
+for i = 0, 99 do
+	events[#events + 1] = ('{"type":"m.room.member","state_key":"@u%d:hs","content":{"membership":"%s"}}')
+		:format(i, i < 50 and "join" or "leave");
+end
+local body = '{"state":['..table.concat(events, ",")..'],"total":'..#events..'}';
+local http_reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "..#body
+	.."\r\nConnection: close\r\n\r\n"..body;
+local recheck = assert(gatehouse.matrix.new_verifier({ homeserver_url = "http://127.0.0.1:"..port,
+	homeserver_admin_token = "bench-admin", sync_power_levels = true }));
+local function room_members_round_trip()
+	local job = recheck:room_members("!bench:hs");
+	local client = assert(server:accept());
+	repeat local line = client:receive("*l"); until line == "" or line == nil;
+	client:send(http_reply);
+	client:close();
+	local members, code;
+	repeat members, code = job:result(); until code ~= "pending";
+	assert(members and members["@u1:hs"] == true and members["@u2:hs"] == false and members["@u60:hs"] == nil);
+end
+row("matrix re-check, 1 room (50 joined)", room_members_round_trip);
+
 print(("native calls from %s, %gs each:"):format(_VERSION, seconds));
 print("| call                               |    calls/s   |  µs/call  |");
 print("|------------------------------------|--------------|-----------|");

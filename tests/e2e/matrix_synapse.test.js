@@ -55,7 +55,7 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
   before(async () => {
     synapse = await startSynapse({ python: found.python, serverName: SERVER_NAME });
     admin = await synapse.register('admin', { admin: true });
-    for (const name of ['alice', 'bob', 'carol']) people[name] = await synapse.register(name);
+    for (const name of ['alice', 'bob', 'carol', 'dave', 'erin', 'fred']) people[name] = await synapse.register(name);
     const alice = synapse.client(people.alice.access_token);
     const bob = synapse.client(people.bob.access_token);
     // Version 10 lists the creator in `users` (100); version 12 leaves creators out of it
@@ -73,6 +73,7 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
         matrix_user_verification_homeserver_url: synapse.url,
         matrix_user_verification_homeserver_admin_token: admin.access_token,
         uvs_sync_power_levels: true,
+        matrix_user_verification_membership_check_interval: 1,
       },
       muc: { modules_enabled: ['matrix_power_sync'] },
     });
@@ -161,6 +162,56 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
     await new Promise((resolve) => setTimeout(resolve, 5500));
     const again = await widgetLogin('bob', roomId, { token });
     assert.equal(await syncedAffiliation(again.xmpp, roomId, 'bob-demoted'), 'member');
+  });
+
+  describe('the periodic membership re-check (every second here)', () => {
+    let roomId;
+    const inCall = {};
+    const alice = () => synapse.client(people.alice.access_token);
+    const roomPath = () => `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;
+    const nickJid = (nick) => `${roomName(roomId)}@${MUC_DOMAIN}/${nick}`;
+    const selfPresence = (who, predicate, what) => waitForStanza(inCall[who], (s) => s.name === 'presence' &&
+      s.attrs.from === nickJid(who) && predicate(s), 6000, what);
+
+    before(async () => {
+      const users = { [people.alice.user_id]: 100, [people.bob.user_id]: 50 };
+      ({ room_id: roomId } = await alice()('POST', '/_matrix/client/v3/createRoom',
+        { room_version: '11', preset: 'public_chat', power_level_content_override: { users } }));
+      await createRoomAsFocus(clients[0], `${roomName(roomId)}@${MUC_DOMAIN}`);
+      for (const who of ['bob', 'dave', 'erin', 'fred']) {
+        await synapse.client(people[who].access_token)('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+        inCall[who] = (await widgetLogin(who, roomId)).xmpp;
+        const expected = who === 'bob' ? 'owner' : 'member';
+        assert.equal(await syncedAffiliation(inCall[who], roomId, who), expected);
+      }
+    });
+
+    for (const [how, action] of [['kicked', 'kick'], ['banned', 'ban']]) {
+      const who = how === 'kicked' ? 'dave' : 'erin';
+      it(`a participant ${how} from the Matrix room is removed from the call with a reason, and cannot rejoin`, async () => {
+        const removed = selfPresence(who, (s) => s.attrs.type === 'unavailable', `${who} removed`);
+        await alice()('POST', `${roomPath()}/${action}`, { user_id: people[who].user_id, reason: 'test' });
+        const presence = await removed;
+        const x = presence.getChild('x', 'http://jabber.org/protocol/muc#user');
+        assert.ok(x.getChildren('status').some((st) => st.attrs.code === '307'), 'status 307: removed by the room');
+        assert.equal(x.getChild('item').getChildText('reason'), 'You are no longer a member of the Matrix room');
+        const again = await joinRoom(inCall[who], `${roomName(roomId)}@${MUC_DOMAIN}`, `${who}-again`).then(() => null, (e) => e);
+        assert.equal(again?.condition, 'not-allowed');
+        assert.equal(again.text, 'You are no longer a member of the Matrix room');
+      });
+    }
+
+    it('a participant demoted in Matrix loses ownership in the call; one promoted gains it', async () => {
+      const levels = await alice()('GET', `${roomPath()}/state/m.room.power_levels/`);
+      const demoted = selfPresence('bob', (s) => parseMucPresence(s).affiliation === 'member', 'bob demoted');
+      const promoted = selfPresence('fred', (s) => parseMucPresence(s).affiliation === 'owner', 'fred promoted');
+      await alice()('PUT', `${roomPath()}/state/m.room.power_levels/`,
+        { ...levels, users: { ...levels.users, [people.bob.user_id]: 0, [people.fred.user_id]: 50 } });
+      await Promise.all([demoted, promoted]);
+      const log = prosody.readLog();
+      assert.match(log, /Matrix power of fred \(@fred:matrix\.test:8448\) in \S+ changed: owner = true/);
+      assert.match(log, /Removing dave \(@dave:matrix\.test:8448\) from \S+: no longer in Matrix room !/);
+    });
   });
 
   it('writes neither OpenID tokens nor the admin token to the log', async () => {

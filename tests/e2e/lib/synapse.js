@@ -26,9 +26,13 @@ export function findSynapse() {
 
 /**
  * Starts Synapse with server name `serverName`.
+ * @param {object} [o]
+ * @param {{host: string, port: number, cert: string, key: string}} [o.federation]  also serve
+ *   the federation API over TLS there (cert/key: PEM file paths), and federate with other
+ *   test homeservers on loopback (their certificates are not checked by Synapse itself).
  * @returns {Promise<{url, serverName, dir, register(name, {admin}), client(token), stop()}>}
  */
-export async function startSynapse({ python, serverName = 'matrix.test', startTimeoutMs = 60_000 } = {}) {
+export async function startSynapse({ python, serverName = 'matrix.test', federation, startTimeoutMs = 60_000 } = {}) {
   const dir = path.join(RUN_ROOT, `synapse-${crypto.randomBytes(4).toString('hex')}`);
   fs.mkdirSync(dir, { recursive: true });
   const [port] = await freePorts(1);
@@ -58,6 +62,20 @@ export async function startSynapse({ python, serverName = 'matrix.test', startTi
     rc_login: { address: generous, account: generous, failed_attempts: generous },
     rc_room_creation: generous,
   };
+  if (federation) {
+    config.listeners.push({
+      port: federation.port, bind_addresses: [federation.host], type: 'http', tls: true, x_forwarded: false,
+      resources: [{ names: ['federation'], compress: false }],
+    });
+    Object.assign(config, {
+      tls_certificate_path: federation.cert,
+      tls_private_key_path: federation.key,
+      // Test homeservers live on loopback, which Synapse refuses to federate with by default.
+      ip_range_blacklist: [],
+      federation_verify_certificates: false,
+      allow_public_rooms_over_federation: true,
+    });
+  }
   const configFile = path.join(dir, 'homeserver.yaml');
   fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
 
