@@ -1,12 +1,11 @@
 -- gatehouse: periodic Matrix membership re-check of participants already in a call (homeserver
 -- mode, opt-in with matrix_user_verification_membership_check_interval on the VirtualHost).
 -- Used by mod_matrix_room_check on the MUC component: every interval, one admin-API query per
--- Jitsi room that holds Matrix-verified participants (its answer applied on the next round, so
--- a change shows within two intervals); who is no longer joined to the Matrix
+-- Jitsi room that holds Matrix-verified participants; who is no longer joined to the Matrix
 -- room (left, kicked, banned) is removed with a reason and may not rejoin on that session;
 -- with power sync, a power change fires "matrix-power-changed" for mod_matrix_power_sync.
+local async = require "util.async";
 local jid = require "util.jid";
-local now = require "util.time".now;
 
 local gatehouse = module:require "gatehouse";
 local room_id_of = gatehouse.native.matrix.room_id;
@@ -48,8 +47,6 @@ local function verified_sessions(room, matrix_room)
 	return found;
 end
 
--- `asked`: the sessions present when the query was sent; someone who joined since is judged
--- by the next query, never by an answer older than their own login.
 local function apply(room, sessions, members, asked)
 	for _, s in ipairs(sessions) do
 		if not asked[s.session] then goto next; end
@@ -74,57 +71,50 @@ local function apply(room, sessions, members, asked)
 	end
 end
 
--- Queries in flight, by room JID: { job, started, matrix_room, entry }. A query's answer is
--- applied on the next round (no coroutine or timer per query), so a round costs one native
--- call per room plus reading the answers of the previous round.
-local pending = {};
+-- Rooms whose query is still out: a slow homeserver never gets a second query for the same
+-- room before the first one ends.
+local in_flight = {};
 
-local function start_query(room)
+-- One room: one query, then the changes, in its own async runner (it waits on the query).
+-- `asked`: the sessions present when the query was sent; someone who joined since is judged
+-- by the next round, never by an answer older than their own login.
+local function check_room(room)
 	local matrix_room = room_id_of(jid.node(room.jid) or "");
-	if not matrix_room or pending[room.jid] then return; end
+	if not matrix_room or in_flight[room.jid] then return; end
 	local sessions = verified_sessions(room, matrix_room);
 	if #sessions == 0 then return; end
+	local asked = setmetatable({}, { __mode = "k" });
+	for _, s in ipairs(sessions) do asked[s.session] = true; end
 	local entry = sessions[1].entry;
-	local job = entry.verifier:room_members(matrix_room);
-	if gatehouse.native.jobs.is_job(job) then
-		local asked = setmetatable({}, { __mode = "k" });
-		for _, s in ipairs(sessions) do asked[s.session] = true; end
-		pending[room.jid] = { job = job; started = now(); matrix_room = matrix_room; entry = entry; asked = asked };
+	in_flight[room.jid] = true;
+	local members, condition, _, reason, detail = gatehouse.settle(entry.timeout, entry.verifier:room_members(matrix_room));
+	in_flight[room.jid] = nil;
+	if not members then
+		-- No answer is no verdict: nobody is removed on a failed query.
+		count("failed");
+		module:log("warn", "Matrix membership re-check of %s failed (%s): %s", room.jid,
+			tostring(reason or condition), tostring(detail));
+		return;
 	end
+	count("ok");
+	apply(room, verified_sessions(room, matrix_room), members, asked);
 end
 
-local function collect(get_room)
-	for room_jid, query in pairs(pending) do
-		local members, code, _, reason, detail = query.job:result();
-		if code ~= "pending" or now() - query.started > query.entry.timeout + 1 then
-			pending[room_jid] = nil;
-			local room = get_room(room_jid);
-			if not members then
-				-- No answer is no verdict: nobody is removed on a failed query.
-				count("failed");
-				module:log("warn", "Matrix membership re-check of %s failed (%s): %s", room_jid,
-					tostring(reason or code), tostring(detail or "no answer in time"));
-			elseif room then
-				count("ok");
-				apply(room, verified_sessions(room, query.matrix_room), members, query.asked);
-			end
-		end
-	end
-end
+local runner_watchers = {
+	error = function (_, err) module:log("error", "Matrix membership re-check: %s", tostring(err)); end;
+};
 
---- One round on this MUC host: applies the answers of the previous round, then asks again for
--- every room holding Matrix-verified participants. Returns the delay until the next round (the
--- shortest interval registered; 5 s when none is).
-function lib.tick(each_room, get_room)
+--- One round on this MUC host: one query per room holding Matrix-verified participants.
+-- Returns the delay until the next round (the shortest interval registered; 5 s when none is).
+function lib.tick(each_room)
 	local interval;
 	for _, entry in pairs(registry) do
 		interval = math.min(interval or entry.interval, entry.interval);
 	end
-	collect(get_room);
 	if not interval then return 5; end
 	for room in each_room() do
 		if not gatehouse.is_healthcheck_room(room.jid) then
-			start_query(room);
+			async.runner(check_room, runner_watchers):run(room);
 		end
 	end
 	return interval;

@@ -63,8 +63,4 @@ local function live_rooms()
 	if service and service.live_rooms then return service.live_rooms(); end
 	return function () return nil; end;
 end
-local function get_room(room_jid)
-	local service = muc();
-	return service and service.get_room_from_jid and service.get_room_from_jid(room_jid);
-end
-module:add_timer(1, function () return recheck.tick(live_rooms, get_room); end);
+module:add_timer(1, function () return recheck.tick(live_rooms); end);

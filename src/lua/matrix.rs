@@ -92,13 +92,18 @@ impl UserData for Verifier {
                     .into_lua_multi(lua);
             };
             let verifier = this.clone();
-            spawn(lua, move || {
-                let result = verifier.room_members(&room_id);
-                Box::new(move |lua: &Lua| match result {
+            // Rounds of the re-check for the same room share one query.
+            let call =
+                Call::to(verifier.config().backend.base_url(), Some(format!("members {room_id}")));
+            prepare(
+                lua,
+                call,
+                move || verifier.room_members(&room_id),
+                |lua, result| match result {
                     Ok(members) => {
                         let t = lua.create_table_with_capacity(0, members.len())?;
                         for (user_id, is_owner) in members {
-                            t.set(user_id, is_owner)?;
+                            t.set(user_id.as_str(), *is_owner)?;
                         }
                         Ok(MultiValue::from_vec(vec![Value::Table(t)]))
                     }
@@ -110,8 +115,8 @@ impl UserData for Verifier {
                         error.to_string(),
                     )
                         .into_lua_multi(lua),
-                }) as Reply
-            })
+                },
+            )
         });
         // `verifier:verify(token, room_name)` → an admission table
         // `{ room_id, user_id, is_owner, cached, claims }`; or `nil, condition, text, reason,

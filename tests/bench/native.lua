@@ -102,6 +102,7 @@ local recheck = assert(gatehouse.matrix.new_verifier({ homeserver_url = "http://
 	homeserver_admin_token = "bench-admin", sync_power_levels = true }));
 local function room_members_round_trip()
 	local job = recheck:room_members("!bench:hs");
+	assert(job:start(5));
 	local client = assert(server:accept());
 	repeat local line = client:receive("*l"); until line == "" or line == nil;
 	client:send(http_reply);
