@@ -2,13 +2,19 @@
 #   make            build for Lua 5.4 into dist/prosody-plugins/
 #   make LUA=5.1    build for another Lua (5.1, 5.2, 5.3, 5.4, luajit)
 #   make run        a local Prosody on 127.0.0.1 with gatehouse enabled and a demo token
-#   make test       every test: Rust core, Lua-level on every Lua, end-to-end against
-#                   Prosody 0.12 (the system's) and Prosody 13 (a cached Debian 13 root)
+#                   (installs only what that needs: prosody, Node.js, npm packages)
+#   make test       every test, suites side by side (tests/run-suites.sh, logs in
+#                   target/test-logs/): Rust core, Lua-level on every Lua, end-to-end against
+#                   Prosody 0.12 (the system's) and Prosody 13 (a cached Debian 13 root), the
+#                   differential layer, docker-jitsi-meet's config, the .deb, a fuzzing smoke pass
 #   make test-prosody13   the end-to-end suite against Prosody 13 only
 #   make test-differential  upstream's modules vs gatehouse's, side by side, on Prosody 0.12 and 13
 #   make test-lua-all     build for 5.1 5.2 5.3 luajit and run the Lua-level tests in each
 #   make deb        dist/gatehouse_<version>_<arch>.deb (plugins into $(PLUGIN_DIR))
-#   make test-deb   install that .deb and run an end-to-end test against the installed files
+#   make test-deb   install that .deb (here, and in the Debian 13 root) and run an end-to-end
+#                   test against the installed files on Prosody 0.12 and 13
+#   make test-docker-config  docker-jitsi-meet's config rendered by its own templates, run in
+#                   Prosody 13 with jitsi-meet's plugins and gatehouse's
 #   make bench      benchmarks (native calls from Lua, connect+auth+join, remote calls under load)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 60) each; fails on any crash
 #   make install    copy dist/prosody-plugins/ into $(DESTDIR)$(PLUGIN_DIR)
@@ -38,11 +44,18 @@ LUA_BIN_5.4 := lua5.4
 LUA_BIN_luajit := luajit
 LUA_BIN := $(LUA_BIN_$(LUA))
 
-# command:Debian package pairs the run and test targets need; installed only when missing.
-NEEDS := prosody:prosody lua5.4:lua5.4 lua5.1:lua5.1 lua5.2:lua5.2 lua5.3:lua5.3 luajit:luajit \
-	node:nodejs npm:npm debootstrap:debootstrap
-# Lua libraries of the upstream modules the differential tests run (jitsi-meet-prosody's Depends).
-UPSTREAM_LUA_LIBS := lua-basexx lua-inspect lua-cjson lua-luaossl lua-sec
+# What `make run` needs (command:Debian package, installed when the command is missing). Node.js
+# may come from elsewhere (the e2e tests need >= 20.10), so only a missing `node` installs it.
+RUN_NEEDS := prosody:prosody node:nodejs npm:npm
+# What `make test` needs on top: every Lua the Lua-level tests load gatehouse.so into,
+# debootstrap for the Debian 13 root, openssl for test CAs and certificates, python3-venv for
+# Synapse, Go and sprig to build docker-jitsi-meet's renderer (tpl); and, as Debian packages
+# (checked with dpkg), the Lua libraries of the upstream modules the differential tests run
+# (jitsi-meet-prosody's Depends).
+TEST_NEEDS := lua5.1:lua5.1 lua5.2:lua5.2 lua5.3:lua5.3 luajit:luajit debootstrap:debootstrap \
+	openssl:openssl go:golang-go
+TEST_PACKAGES := lua-basexx lua-inspect lua-cjson lua-luaossl lua-sec python3-venv \
+	golang-github-masterminds-sprig-dev
 
 # The other Lua builds `make test` checks (5.4 is the main build). Each gets its own tree under
 # target/, so the 5.4 tree in $(DIST) that the other steps use is never clobbered.
@@ -62,8 +75,9 @@ DEB_E2E_TEST ?= token_auth.test.js
 SYNAPSE_VENV ?= $(HOME)/.cache/gatehouse/synapse-venv
 export SYNAPSE_PYTHON := $(SYNAPSE_VENV)/bin/python
 
-.PHONY: fuzz all build deps synapse install run test test-rust test-lua test-lua-all test-e2e \
-	prosody13-root test-prosody13 test-differential deb test-deb bench clean
+.PHONY: fuzz fuzz-smoke all build deps deps-run deps-test synapse install run test test-rust \
+	test-lua test-lua-all test-e2e prosody13-root test-prosody13 test-differential deb test-deb \
+	test-deb-0.12 test-deb-13 tpl test-docker-config bench clean
 
 all: build
 
@@ -79,19 +93,30 @@ install:
 	install -m 0644 $(DIST)/*.lua $(DESTDIR)$(PLUGIN_DIR)/
 	install -m 0755 $(DIST)/gatehouse.so $(DESTDIR)$(PLUGIN_DIR)/
 
-deps:
-	@missing=""; for need in $(NEEDS); do \
+# Installs what is missing, in one apt-get run: $(1) = command:package pairs, $(2) = packages.
+define install_missing
+	@missing=""; for need in $(1); do \
 		command -v $${need%%:*} >/dev/null 2>&1 || missing="$$missing $${need#*:}"; \
+	done; \
+	for pkg in $(2); do \
+		dpkg-query -W -f='$${Status}\n' $$pkg 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@dpkg-query -W $(UPSTREAM_LUA_LIBS) >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(UPSTREAM_LUA_LIBS); }
+endef
+
+deps-run:
+	$(call install_missing,$(RUN_NEEDS),)
 	@# Debian starts the packaged service on install; ours run on their own ports and configs.
 	@if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+
+deps-test: deps-run
+	$(call install_missing,$(TEST_NEEDS),$(TEST_PACKAGES))
+
+deps: deps-test
 
 synapse:
 	@$(SYNAPSE_PYTHON) -c 'import synapse' 2>/dev/null || { \
@@ -99,10 +124,18 @@ synapse:
 		python3 -m venv $(SYNAPSE_VENV) && \
 		$(SYNAPSE_VENV)/bin/pip install --quiet --disable-pip-version-check matrix-synapse; }
 
-run: deps build
+run: deps-run build
 	node tests/e2e/demo.js
 
-test: deps synapse build test-rust test-lua test-lua-all test-e2e test-prosody13 test-differential
+# The suites `make test` runs side by side once the shared parts are ready (built, installed,
+# the Debian 13 root made). Add yours here; NICE_SUITES compile and run at a lower priority.
+TEST_SUITES := test-rust test-lua-all test-e2e test-prosody13 test-differential \
+	test-docker-config test-deb fuzz-smoke
+NICE_SUITES := test-rust test-lua-all fuzz-smoke
+
+test: deps-test
+	$(MAKE) --no-print-directory -j4 synapse prosody13-root build tpl
+	NICE_SUITES="$(NICE_SUITES)" bash tests/run-suites.sh $(TEST_SUITES)
 
 test-rust:
 	$(CARGO) test --locked
@@ -110,7 +143,8 @@ test-rust:
 test-lua:
 	$(LUA_BIN) tests/lua/run.lua $(DIST)
 
-test-lua-all:
+# Lua 5.4 (the main build), then every other Lua.
+test-lua-all: test-lua
 	@for v in $(LUA_VARIANTS); do \
 		echo "== Lua $$v"; \
 		$(MAKE) --no-print-directory build test-lua LUA=$$v DIST=$(call VARIANT_DIST,$$v) \
@@ -135,14 +169,36 @@ deb:
 	test -f $(DIST)/gatehouse.so || $(MAKE) --no-print-directory build
 	sh packaging/build-deb.sh $(DIST) $(patsubst %/,%,$(dir $(DIST)))
 
-# Installs the package (apt resolves Depends), then runs one e2e file with the plugins taken
-# from the installed tree only.
-test-deb: deb
-	apt-get install -y -qq --reinstall $(abspath $(patsubst %/,%,$(dir $(DIST))))/gatehouse_*.deb
+# Installs the package (apt resolves Depends) here and in the Debian 13 root, then runs one e2e
+# file with the plugins taken from the installed tree only, on Prosody 0.12 and on 13.
+DEB_FILE = $(abspath $(patsubst %/,%,$(dir $(DIST))))/gatehouse_$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)_$(shell dpkg --print-architecture).deb
+test-deb: test-deb-0.12 test-deb-13
+
+test-deb-0.12: deb
+	apt-get install -y -qq --reinstall $(DEB_FILE)
 	@if [ -x /etc/init.d/prosody ]; then /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 	cd tests/e2e && GATEHOUSE_DIST=$(PLUGIN_DIR) node --test $(DEB_E2E_TEST)
 
-bench: deps build
+test-deb-13: deb prosody13-root
+	cp $(DEB_FILE) $(PROSODY13_ROOT)/tmp/gatehouse.deb
+	chroot $(PROSODY13_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall \
+		--no-install-recommends /tmp/gatehouse.deb
+	rm -f $(PROSODY13_ROOT)/tmp/gatehouse.deb
+	cd tests/e2e && PROSODY_ROOT=$(PROSODY13_ROOT) GATEHOUSE_DIST=$(PROSODY13_ROOT)$(PLUGIN_DIR) \
+		node --test $(DEB_E2E_TEST)
+
+# jitsi/tpl, the renderer docker-jitsi-meet's images run on their config templates, built from
+# ../shared/upstream/tpl with Debian's Go and sprig (tests/e2e/docker/build-tpl.sh).
+export TPL_BIN := $(abspath $(TARGET_DIR)/tpl/tpl)
+tpl: $(TPL_BIN)
+$(TPL_BIN): tests/e2e/docker/build-tpl.sh tests/e2e/docker/sprout/sprout.go
+	sh tests/e2e/docker/build-tpl.sh $(TPL_BIN)
+
+test-docker-config: prosody13-root tpl
+	test -f $(DIST)/gatehouse.so || $(MAKE) --no-print-directory build
+	cd tests/e2e && PROSODY_ROOT=$(PROSODY13_ROOT) node --test docker/
+
+bench: deps-run build
 	$(LUA_BIN) tests/bench/native.lua $(DIST)
 	node tests/bench/connect.mjs
 	node tests/bench/remote.mjs
@@ -168,3 +224,7 @@ fuzz:
 		rc=$$?; grep -E "^Done [0-9]+ runs" tests/fuzz/target/$$t.log; \
 		[ $$rc -eq 0 ] || { tail -40 tests/fuzz/target/$$t.log; echo "fuzz: $$t FAILED"; exit 1; }; \
 	done
+
+# What `make test` runs of it: every target for 10 s, without a sanitizer (quicker to build).
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10 FUZZ_SANITIZER=none

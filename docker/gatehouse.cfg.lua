@@ -1,7 +1,9 @@
 -- gatehouse options docker-jitsi-meet has no environment variable for. Mounted as
--- /config/conf.d/gatehouse.cfg.lua, which the image's prosody.cfg.lua includes after its own
--- jitsi-meet.cfg.lua; re-opening a section adds options to it. Replace meet.jitsi with your
--- XMPP_DOMAIN (and muc.meet.jitsi with XMPP_MUC_DOMAIN).
+-- /config/conf.d/gatehouse.cfg.lua, which the image copies to /run/prosody/config/conf.d/ and
+-- includes with its own jitsi-meet.cfg.lua (Include "conf.d/*.cfg.lua", in directory order;
+-- each included file starts in the global section, and re-opening a section adds options to it).
+-- Replace meet.jitsi with your XMPP_DOMAIN (and muc.meet.jitsi with XMPP_MUC_DOMAIN).
+-- Run as the image does by `make test-docker-config`.
 
 -- Prosody's statistics, so gatehouse's counters show up at /metrics (mod_http_openmetrics,
 -- enabled with GLOBAL_MODULES=http_openmetrics in .env; loopback only unless

@@ -5,8 +5,10 @@
 set -eu
 root=${1:?usage: $0 DIR}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Prosody, and the Lua libraries the upstream modules need for the differential tests.
-packages="prosody lua-cjson lua-basexx lua-inspect lua-luaossl lua-sec"
+# Prosody, and the Lua libraries the upstream modules need for the differential tests; the
+# docker-jitsi-meet test (make test-docker-config) adds what that image installs besides:
+# lua-unbound (its DNS resolver) and ca-certificates (the CA store HTTPS calls trust).
+packages="prosody lua-cjson lua-basexx lua-inspect lua-luaossl lua-sec lua-unbound ca-certificates"
 if [ -x "$root/usr/bin/prosody" ] && [ -f "$root/.gatehouse-ready" ]; then
 	# A root made before a package joined the list gets it added.
 	chroot "$root" dpkg-query -W $packages >/dev/null 2>&1 && exit 0

@@ -90,6 +90,12 @@ function asProsody(binds = []) {
     'sh', '-c', script, 'sh', ...setpriv];
 }
 
+/** `p` as the chrooted Prosody sees it: paths inside PROSODY_ROOT lose the root's prefix. */
+function inRootPath(p) {
+  const abs = path.resolve(p);
+  return PROSODY_ROOT && abs.startsWith(PROSODY_ROOT + path.sep) ? abs.slice(PROSODY_ROOT.length) : p;
+}
+
 function chownTree(dir, { uid, gid }) {
   fs.chownSync(dir, uid, gid);
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -201,7 +207,9 @@ async function startOnce(opts) {
   fs.writeFileSync(configFile, renderConfig({
     dir, httpPort, c2sPort, logFile,
     logLevel: opts.logLevel ?? process.env.E2E_LOG_LEVEL ?? 'info',
-    pluginPaths,
+    // A plugin path inside PROSODY_ROOT (e.g. the .deb installed there) is what Prosody sees
+    // without the root's prefix; any other path is bind-mounted at the same place.
+    pluginPaths: pluginPaths.map(inRootPath),
     global: opts.global, mainHost: opts.mainHost, muc: opts.muc, authHost: opts.authHost,
     extraLua: opts.extraLua, hosts: opts.hosts, components: opts.components,
   }));
