@@ -67,6 +67,15 @@ for (const clients of [100, 500, 1000]) {
   }));
 }
 
+// Token expiry (gatehouse_token_expiry = "disconnect"): one timer per session, none per stanza.
+// Same logins as the 1000-client token row; compare joins/s and memory with it.
+rows.push(await run('token + expiry timers', {
+  clients: 1000,
+  mainHost: { ...tokenHost, gatehouse_token_expiry: 'disconnect' },
+  muc: { modules_enabled: ['gatehouse_token_verification'] },
+  focusRooms: true, login: tokenLogin,
+}));
+
 // Matrix: every OpenID token is a member of its room; UVS answers each check after 50 ms.
 const users = {};
 const roomsById = {};
