@@ -78,11 +78,7 @@ local in_flight = {};
 -- One room: one query, then the changes, in its own async runner (it waits on the query).
 -- `asked`: the sessions present when the query was sent; someone who joined since is judged
 -- by the next round, never by an answer older than their own login.
-local function check_room(room)
-	local matrix_room = room_id_of(jid.node(room.jid) or "");
-	if not matrix_room or in_flight[room.jid] then return; end
-	local sessions = verified_sessions(room, matrix_room);
-	if #sessions == 0 then return; end
+local function check_room(room, matrix_room, sessions)
 	local asked = setmetatable({}, { __mode = "k" });
 	for _, s in ipairs(sessions) do asked[s.session] = true; end
 	local entry = sessions[1].entry;
@@ -113,8 +109,12 @@ function lib.tick(each_room)
 	end
 	if not interval then return 5; end
 	for room in each_room() do
-		if not gatehouse.is_healthcheck_room(room.jid) then
-			async.runner(check_room, runner_watchers):run(room);
+		local matrix_room = not in_flight[room.jid] and not gatehouse.is_healthcheck_room(room.jid)
+			and room_id_of(jid.node(room.jid) or "");
+		local sessions = matrix_room and verified_sessions(room, matrix_room);
+		-- A coroutine only for rooms that need a query.
+		if sessions and #sessions > 0 then
+			async.runner(function () check_room(room, matrix_room, sessions); end, runner_watchers):run(true);
 		end
 	end
 	return interval;
