@@ -179,6 +179,12 @@ fn agent_config(limits: Limits) -> Config {
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        // ureq's 128 KiB buffers each way are sized for downloads; our replies are small and
+        // hundreds of calls may be in flight at once, so 32 KiB in (room for any sane reply
+        // head) and 16 KiB out (a head and a small JSON body).
+        .input_buffer_size(32 * 1024)
+        .max_response_header_size(32 * 1024)
+        .output_buffer_size(16 * 1024)
         // The system's CAs plus the operator's extra file (see crate::trust), not just the
         // public roots compiled in: key servers and UVS often sit behind a company CA.
         .tls_config(ureq::tls::TlsConfig::builder().root_certs(crate::trust::root_certs()).build())

@@ -147,7 +147,7 @@ async function guildJoins() {
   const joiners = await Promise.all(Array.from({ length: N }, async (_, i) => {
     const wallet = newWallet();
     guildApi.grant(wallet.address, GUILD_ID, [1]);
-    guildApi.fail(wallet.address, { delayMs: 800 });
+    guildApi.fail(wallet.address, { delayMs: Number(process.env.GUILD_DELAY_MS ?? 800) });
     const xmpp = await login();
     clients.push(xmpp);
     const room = rooms[i % rooms.length];
@@ -157,9 +157,14 @@ async function guildJoins() {
   }));
   const before = procStat(prosody.pid);
   const peak = watch(prosody.pid);
+  const joinsStarted = performance.now();
   const run = await concurrently(N, (i) => joinRoom(joiners[i].xmpp, joiners[i].room, `member${i}`,
     { extraChildren: [joiners[i].proof], timeoutMs: 60_000 }));
   const top = peak.stop();
+  if (process.env.BENCH_DEBUG) {
+    const at = guildApi.requests.filter((r) => r.path.includes('/memberships')).map((r) => r.at - joinsStarted);
+    console.error(`membership requests arrived ${Math.min(...at).toFixed(0)}..${Math.max(...at).toFixed(0)} ms after the joins started`);
+  }
   const guildLookups = guildApi.requests.filter((r) => r.path.startsWith('/v2/guilds/')).length;
   const memberships = guildApi.requests.filter((r) => r.path.includes('/memberships')).length;
   await Promise.all(clients.map(disconnect));
@@ -178,7 +183,7 @@ async function coldKeys() {
   const N = 200;
   const key = jwt.generateKey('RS256', { kid: 'bench/key1' });
   const rows = [];
-  for (const kind of ['asap', 'jwks']) {
+  for (const kind of ['secret', 'asap', 'jwks']) {
     const keys = await startKeyServer({
       [`/asap${asapPath(key.kid)}`]: { body: key.publicPem, delayMs: 500 },
       '/jwks.json': { body: jwt.jwks(key), delayMs: 500, headers: { 'cache-control': 'max-age=3600' } },
@@ -186,12 +191,13 @@ async function coldKeys() {
     const prosody = await startProsody({
       name: `bench-keys-${kind}`,
       mainHost: { authentication: 'gatehouse_token', app_id: APP_ID,
-        ...(kind === 'asap' ? { asap_key_server: `${keys.url}/asap` } : { cache_keys_url: `${keys.url}/jwks.json` }) },
+        ...({ secret: { app_secret: SECRET }, asap: { asap_key_server: `${keys.url}/asap` }, jwks: { cache_keys_url: `${keys.url}/jwks.json` } })[kind] },
     });
     const before = procStat(prosody.pid);
     const peak = watch(prosody.pid);
     const run = await concurrently(N, async () => (await connect({ httpPort: prosody.httpPort,
-      token: jwt.sign(jwt.jitsiClaims({ appId: APP_ID }), { alg: 'RS256', key }), timeoutMs: 60_000 })).xmpp);
+      token: kind === 'secret' ? jwt.sign(jwt.jitsiClaims({ appId: APP_ID }), { alg: 'HS256', key: SECRET })
+        : jwt.sign(jwt.jitsiClaims({ appId: APP_ID }), { alg: 'RS256', key }), timeoutMs: 60_000 })).xmpp);
     const top = peak.stop();
     await Promise.all(run.ok.map((r) => disconnect(r.value)));
     await prosody.stop();
@@ -203,7 +209,8 @@ async function coldKeys() {
     '|---|---:|---:|---:|---:|---:|---|---|'];
   for (const r of rows) {
     const s = summary(r.run.ms);
-    lines.push(`| ${r.kind === 'asap' ? 'asap_key_server' : 'cache_keys_url (JWKS)'} | ${N} | ${r.run.ok.length} | ${fmt(s.median)} | ${fmt(s.p99)} | ` +
+    const name = { secret: 'app_secret (HS256, no key server: the cost of 200 logins alone)', asap: 'asap_key_server', jwks: 'cache_keys_url (JWKS)' }[r.kind];
+    lines.push(`| ${name} | ${N} | ${r.run.ok.length} | ${fmt(s.median)} | ${fmt(s.p99)} | ` +
       `${r.requests} | ${mb(r.before.rssKb)} / ${r.before.threads} → ${mb(r.top.rssKb)} / ${r.top.threads} | ${failText(r.run.failures)} |`);
   }
   tables.push(lines.join('\n'));

@@ -49,7 +49,7 @@ export async function startGuildStandIn({ guilds, apiKey, listOnly = false }) {
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
-    requests.push({ method: req.method, path: url.pathname, query: url.search, headers: req.headers });
+    requests.push({ method: req.method, path: url.pathname, query: url.search, headers: req.headers, at: performance.now() });
     if (req.method !== 'GET') return error(res, 405, 'Method not allowed');
     if (apiKey && req.headers['x-guild-auth'] !== undefined &&
         (req.headers['x-guild-auth'] !== apiKey || !req.headers['x-guild-service'])) {
