@@ -265,6 +265,23 @@ describe('upstream verify_room: rooms that do not exist, default domain check, w
     }
   });
 
+  it('session.contextRequired (set by another module): a token without context is refused as upstream', async () => {
+    const ctx = await startProsody({
+      name: 'context-required',
+      global: { modules_enabled: ['e2e_context_required'] },
+      mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
+    });
+    try {
+      const err = await refusedLogin(ctx.httpPort, { token: token({ room: '*' }), query: { context_required: '1' } });
+      assert.equal(err.condition, 'not-allowed');
+      assert.equal(err.text, 'jwt missing required context claim');
+      const { xmpp } = await connect({ httpPort: ctx.httpPort, token: token({ room: '*', context: { user: { name: 'c' } } }), query: { context_required: '1' } });
+      await disconnect(xmpp);
+    } finally {
+      await ctx.stop();
+    }
+  });
+
   for (const [what, room] of [['a number', 7], ['a boolean', true], ['an array', ['room1']], ['an object', { name: 'room1' }], ['null', null]]) {
     it(`a room claim that is ${what} is refused at login`, async () => {
       const err = await refusedLogin(prosody.httpPort, { token: token({ room }) });
