@@ -136,6 +136,32 @@ return function (gate, guild_timeout)
 		end
 	end, -1);
 
+	-- The member affiliation a proof (or a bypass claim) earns is what the lobby (-4) and
+	-- members-only (-5) checks look for, so it is set here, but only for a join every later gate
+	-- admits: a refused join must leave no affiliation behind that would let its user past the
+	-- guild, the lobby or members-only later without a proof (nor lift a ban). This is the
+	-- refusal, as Prosody itself words it, that a later gate would send; nil when none will:
+	-- the ban (-10), the password (-20), the room lock (-30), a nick held by another user (mod_muc
+	-- refuses that as a conflict after pre-join).
+	local function later_refusal(event, bare_jid)
+		local room, stanza = event.room, event.stanza;
+		if room:get_affiliation(bare_jid) == "outcast" then
+			return st.error_reply(stanza, "auth", "forbidden", nil, room.jid);
+		elseif not gatehouse.password_and_lock_admit(event) then
+			if room._data.locked and not event.is_new_room then
+				return st.error_reply(stanza, "cancel", "item-not-found", nil, module.host);
+			end
+			return st.error_reply(stanza, "auth", "not-authorized", nil, room.jid);
+		elseif event.occupant.bare_jid ~= bare_jid then
+			return st.error_reply(stanza, "cancel", "conflict", nil, room.jid);
+		end
+	end
+
+	local function admit_as_member(event, bare_jid)
+		event.room:set_affiliation(true, bare_jid, "member");
+		if event.is_first_session then event.occupant.role = "participant"; end -- never another's
+	end
+
 	-- Priority -1.5: after token verification (99); before the security bypass (-2), the lobby
 	-- bypass (-3), token moderation (-3.5), the lobby (-4), members-only (-5) and the password
 	-- (-20). So only an affiliation the user had before this join exempts them (not a `member`
@@ -154,10 +180,11 @@ return function (gate, guild_timeout)
 		if not guild then return; end
 		local exempt = exemption(room, session, bare_jid);
 		if exempt then
-			if exempt == "bypass" and not room:get_affiliation(bare_jid) then
+			-- A bypass join that a later gate refuses goes on without the membership: the
+			-- security bypass (-2) may still supply the password, and grants membership itself.
+			if exempt == "bypass" and not room:get_affiliation(bare_jid) and not later_refusal(event, bare_jid) then
 				module:log("debug", "Guild check bypassed by token for %s in %s", bare_jid, room.jid);
-				room:set_affiliation(true, bare_jid, "member");
-				if event.is_first_session then event.occupant.role = "participant"; end
+				admit_as_member(event, bare_jid);
 			end
 			return;
 		end
@@ -167,7 +194,12 @@ return function (gate, guild_timeout)
 			return refuse(event, verdict.condition, verdict.text);
 		end
 		module:log("info", "%s proved %s is in guild %s for %s", bare_jid, verdict.address, guild, room.jid);
-		room:set_affiliation(true, bare_jid, "member");
-		if event.is_first_session then event.occupant.role = "participant"; end -- never another's
+		local refusal = later_refusal(event, bare_jid);
+		if refusal then
+			module:log("debug", "Proven join of %s to %s refused by the room: %s", bare_jid, room.jid, refusal.tags[1].tags[1].name);
+			event.origin.send(refusal);
+			return true;
+		end
+		admit_as_member(event, bare_jid);
 	end, -1.5);
 end
