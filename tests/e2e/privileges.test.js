@@ -241,7 +241,7 @@ describe('after the join: a token member cannot promote themselves or change the
     assert.deepEqual([update.affiliation, update.role], ['member', 'participant']);
   });
 
-  it('a guest carrying a correctly signed moderator ?token= gets nothing; its second session neither', async () => {
+  it('a guest carrying a correctly signed privileged ?token= gets nothing, in an open room or a gated one', async () => {
     const room = await newRoom('guest');
     const claims = { moderator: true, context: { user: { security_bypass: true, lobby_bypass: true }, room: { lobby: true } } };
     const guest = await login(claims, { domain: GUEST_DOMAIN });
