@@ -5,6 +5,7 @@ local async = require "util.async";
 local configmanager = require "core.configmanager";
 local generate_uuid = require "util.uuid".generate;
 local jid = require "util.jid";
+local modulemanager = require "core.modulemanager";
 local sasl = require "util.sasl";
 local new_sasl = require "util.sasl".new;
 local server = require "net.server";
@@ -363,6 +364,13 @@ function lib.password_and_lock_admit(event)
 	local join = stanza:get_child("x", "http://jabber.org/protocol/muc");
 	if not (password and join) then
 		return true; -- Prosody checks only MUC joins
+	end
+	-- jitsi-meet's mod_muc_password_whitelist (-7) puts the password into joins from these
+	-- domains and JIDs before Prosody checks it.
+	local node, domain = jid.split(stanza.attr.from);
+	local whitelist = module:get_option_set("muc_password_whitelist", {});
+	if node and modulemanager.is_loaded(module.host, "muc_password_whitelist") and (whitelist:contains(domain) or whitelist:contains(node.."@"..domain)) then
+		return true;
 	end
 	return join:get_child_text("password", "http://jabber.org/protocol/muc") == password;
 end

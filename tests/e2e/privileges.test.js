@@ -7,7 +7,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
+import { startProsody, MUC_DOMAIN, DEFAULT_PLUGIN_PATHS } from './lib/prosody.js';
+import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV } from './lib/upstream.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, xml } from './lib/client.js';
 import { startGuildStandIn } from './lib/guild.js';
 import { newWallet } from './lib/wallet.js';
@@ -16,6 +17,7 @@ import * as jwt from './lib/jwt.js';
 const APP_ID = 'gatehouse-test';
 const SECRET = 'e2e-secret-0123456789';
 const GUEST_DOMAIN = 'guest.meet.test';
+const SERVICE_DOMAIN = 'recorder.meet.test'; // in muc_password_whitelist, as Jibri's host is
 const NS = 'urn:gatehouse:wallet:0';
 const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
@@ -35,12 +37,16 @@ before(async () => {
   bed.prosody = await startProsody({
     name: 'privileges',
     mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
-    hosts: { [GUEST_DOMAIN]: { authentication: 'anonymous' } },
+    hosts: { [GUEST_DOMAIN]: { authentication: 'anonymous' }, [SERVICE_DOMAIN]: { authentication: 'anonymous' } },
     muc: {
       modules_enabled: ['gatehouse_token_verification', 'token_moderation', 'token_security_ondemand',
-        'token_lobby_bypass', 'gatehouse_wallet'],
+        'token_lobby_bypass', 'gatehouse_wallet', 'muc_password_whitelist'],
       gatehouse_wallet_guild_api: bed.guildApi.url,
+      token_verification_allowlist: [SERVICE_DOMAIN],
+      muc_password_whitelist: [SERVICE_DOMAIN], // jitsi-meet's module, unmodified, from ../shared/upstream
     },
+    pluginPaths: [...DEFAULT_PLUGIN_PATHS, UPSTREAM_PLUGIN_PATHS[0]],
+    env: UPSTREAM_ENV,
   });
   bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
   bed.clients.push(bed.focus);
@@ -125,6 +131,17 @@ describe('wallet gate: a proof makes a member only for a join every gate admits'
     const err = await refusal(joinRoom(xmpp, room, 'banned', { extraChildren: [await signedProof(xmpp, room)] }));
     assert.equal(err.condition, 'forbidden');
     assert.ok((await affiliated(room, 'outcast')).includes(bareOf(xmpp)), 'still banned');
+  });
+
+  it('control: a proof from a muc_password_whitelist host needs no password (jitsi-meet\'s module supplies it)', async () => {
+    const { room, owner } = await gatedRoom('wallet-whitelist');
+    await configureRoom(owner, room, { 'muc#roomconfig_roomsecret': 'pw' });
+    const service = await login(undefined, { domain: SERVICE_DOMAIN });
+    const self = await joinRoom(service, room, 'service', { extraChildren: [await signedProof(service, room)] });
+    assert.equal(self.affiliation, 'member');
+    const guest = await login(undefined, { domain: GUEST_DOMAIN });
+    assert.equal((await refusal(joinRoom(guest, room, 'guest', { extraChildren: [await signedProof(guest, room)] }))).condition,
+      'not-authorized', 'a host off the list still needs the password');
   });
 
   it('race: banned while the Guild API answers, the proven join is still refused', async () => {
