@@ -364,20 +364,17 @@ impl Verifier {
         }
     }
 
-    /// Like [`Verifier::check_fetched`], except that when the fetch succeeded and the key must
-    /// still come from the fallback key server (a kid the fresh JWKS lacks), that fetch is
-    /// returned to be run next. Run it, then call [`Verifier::check_fetched`]: at most two
-    /// fetches per verification.
-    pub fn after_fetch(
-        &self,
-        fetched: &Result<(), KeyError>,
-        token: &str,
-        now: UnixTime,
-    ) -> Result<Result<Claims, TokenError>, KeyFetch> {
+    /// Like [`Verifier::check_fetched`] (as [`Check::Done`]), except that when the fetch
+    /// succeeded and the key must still come from the fallback key server (a kid the fresh
+    /// JWKS lacks), that fetch is returned ([`Check::NeedsKey`]) to be run next. Run it, then
+    /// call [`Verifier::check_fetched`]: at most two fetches per verification.
+    pub fn after_fetch(&self, fetched: &Result<(), KeyError>, token: &str, now: UnixTime) -> Check {
         match self.check(token, now) {
-            Check::NeedsKey(next) if self.fallback.is_some() && fetched.is_ok() => Err(next),
-            Check::Done(result) => Ok(result),
-            Check::NeedsKey(_) => Ok(self.check_fetched(fetched, token, now)),
+            Check::NeedsKey(next) if self.fallback.is_some() && fetched.is_ok() => {
+                Check::NeedsKey(next)
+            }
+            Check::Done(result) => Check::Done(result),
+            Check::NeedsKey(_) => Check::Done(self.check_fetched(fetched, token, now)),
         }
     }
 

@@ -36,8 +36,8 @@ impl UserData for Verifier {
                     let verifier = this.clone();
                     fetch_then(lua, fetch, move |lua, fetched| {
                         match verifier.after_fetch(fetched, &token, UnixTime::now()) {
-                            Ok(result) => reply(lua, result),
-                            Err(next) => fetch_then(lua, next, move |lua, fetched| {
+                            Check::Done(result) => reply(lua, result),
+                            Check::NeedsKey(next) => fetch_then(lua, next, move |lua, fetched| {
                                 reply(lua, verifier.check_fetched(fetched, &token, UnixTime::now()))
                             }),
                         }
