@@ -1,92 +1,95 @@
--- gatehouse: tokens that expire during a meeting (gatehouse_token_expiry = "disconnect").
--- A session whose verified token has an `exp` gets one timer, due at exp + leeway + the grace
--- period. A fresh token presented in the meantime (stream resumption with ?token=, see
--- gatehouse_token_session.lib.lua) moves the deadline; otherwise, when the timer fires, the
--- session leaves every room it is in with a reason clients show (status 307 + <reason/>) and
--- its stream is closed. Nothing runs per stanza: Prosody's timers live in one binary heap.
-local jid = require "util.jid";
-local now = require "util.time".now;
+-- gatehouse: a schedule of session deadlines behind ONE util.timer (module:require
+-- "gatehouse_token_expiry"). Deadlines sit in an indexed binary heap (Prosody's own
+-- util.indexedbheap): adding, moving or dropping one costs O(log n), nothing runs per stanza,
+-- and however many sessions wait there is one timer armed, for the earliest deadline.
+local indexedbheap = require "util.indexedbheap";
 local timer = require "util.timer";
-
-local gatehouse = module:require "gatehouse";
+local now = require "util.time".now;
 
 local lib = {};
 
-local REASON = "Your token expired";
+-- A burst of deadlines (an issuer that gives every token the same exp) is worked off in slices,
+-- so one timer tick never holds the server for a thousand room kicks and stream closes.
+local BATCH = 100;
+local NEXT_SLICE = 0.01; -- seconds; util.timer would run a 0 s task in the same tick
+-- A deadline years away is still one timer; it just wakes once a day to look again.
+local MAX_SLEEP = 86400;
 
--- session → timer id; weak keys so a forgotten session never stays alive through this table.
-local timers = setmetatable({}, { __mode = "k" });
+--- A new schedule calling `due(key)` once a key's deadline (epoch seconds) has passed.
+-- Returns { set(key, at), drop(key), deadline(key), size(), armed(), stop() }.
+function lib.new(due, log)
+	local heap = indexedbheap.create();
+	local ids = {}; -- key -> heap id; keys leave at drop() or when due
+	local size = 0;
+	local wake_id, wake_at; -- the one timer, and the time it was armed for
 
--- The moment the session's current token stops counting, or nil when it has no numeric exp.
-local function deadline(session, leeway, grace)
-	local claims = gatehouse.verified_claims(session);
-	local exp = claims and tonumber(claims.exp);
-	return exp and exp + leeway + grace or nil;
-end
-
--- Each live room (every MUC host) where this session has an occupant: the kick says why.
-local function leave_rooms(session)
-	local left = 0;
-	for _, host in pairs(prosody.hosts) do
-		local muc = host.modules and host.modules.muc;
-		if muc and muc.live_rooms and session.full_jid then
-			for room in muc.live_rooms() do
-				local nick = room:get_occupant_jid(session.full_jid);
-				if nick then
-					room:set_role(true, nick, "none", REASON);
-					left = left + 1;
-				end
-			end
+	local arm;
+	local function wake()
+		wake_id, wake_at = nil, nil;
+		local t = now();
+		for _ = 1, BATCH do
+			local at = heap:peek();
+			if at == nil or at > t then break; end
+			local _, key = heap:pop();
+			ids[key], size = nil, size - 1;
+			-- One failing key must not keep the others waiting.
+			local ok, err = pcall(due, key);
+			if not ok then log("error", "expiry handler failed: %s", err); end
 		end
-	end
-	return left;
-end
-
-local function expire(session)
-	local rooms = leave_rooms(session);
-	module:log("info", "Token of %s expired: removed from %d room(s), session closed",
-		jid.bare(session.full_jid) or "?", rooms);
-	-- A closed stream must not hibernate (mod_smacks would keep it for resumption).
-	session.resumption_token = nil;
-	session:close({ condition = "policy-violation"; text = REASON });
-end
-
---- Tracks a session that is to be closed when its token expires.
--- options: { leeway = seconds, grace = seconds }.
-function lib.new(options)
-	local leeway, grace = options.leeway or 0, options.grace or 60;
-	local tracker = {};
-
-	local function schedule(session)
-		if timers[session] then
-			timer.stop(timers[session]);
-			timers[session] = nil;
-		end
-		local due = deadline(session, leeway, grace);
-		if not due then return; end
-		timers[session] = timer.add_task(math.max(due - now(), 0), function ()
-			timers[session] = nil;
-			if session.destroyed then return; end
-			local current = deadline(session, leeway, grace);
-			if current and current > now() then
-				return schedule(session); -- a fresh token arrived: a new deadline
-			end
-			expire(session);
-		end);
+		arm();
 	end
 
-	--- (Re)starts the session's timer from its current verified token.
-	tracker.track = schedule;
+	-- Re-arms only for an earlier deadline: a timer armed too early wakes, finds nothing due and
+	-- re-arms, which is cheaper than moving it on every change.
+	function arm()
+		local at = heap:peek();
+		if at == nil or (wake_at ~= nil and wake_at <= at) then return; end
+		if wake_id then timer.stop(wake_id); end
+		local t = now();
+		local delay = at > t and math.min(at - t, MAX_SLEEP) or NEXT_SLICE;
+		wake_at, wake_id = (delay == MAX_SLEEP) and (t + delay) or at, timer.add_task(delay, wake);
+	end
 
-	--- Stops the session's timer (the session ended).
-	function tracker.forget(session)
-		if timers[session] then
-			timer.stop(timers[session]);
-			timers[session] = nil;
+	local schedule = {};
+
+	--- Sets (or moves) the deadline of `key`.
+	function schedule.set(key, at)
+		local id = ids[key];
+		if id then
+			heap:reprioritize(id, at);
+		else
+			ids[key], size = heap:insert(key, at), size + 1;
+		end
+		arm();
+	end
+
+	--- Forgets `key` (its session ended). The timer stays as it is: see arm().
+	function schedule.drop(key)
+		local id = ids[key];
+		if id then
+			heap:remove(id);
+			ids[key], size = nil, size - 1;
 		end
 	end
 
-	return tracker;
+	--- The deadline of `key`, or nil.
+	function schedule.deadline(key)
+		local id = ids[key];
+		if not id then return nil; end
+		local k = heap.index[id];
+		return k and heap.priorities[k];
+	end
+
+	function schedule.size() return size; end
+	function schedule.armed() return wake_id ~= nil and 1 or 0; end
+
+	--- Stops the timer (module unload); the keys stay untouched.
+	function schedule.stop()
+		if wake_id then timer.stop(wake_id); end
+		wake_id, wake_at = nil, nil;
+	end
+
+	return schedule;
 end
 
 return lib;

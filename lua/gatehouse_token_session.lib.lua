@@ -14,8 +14,7 @@ local copied_fields = {
 };
 
 -- `session` (the one that lives on) takes over from `from_session` (the new connection that
--- logged in, possibly with a fresh token). stages: this host's first_stage/second_stage, and
--- the expiry tracker when gatehouse_token_expiry is on.
+-- logged in, possibly with a fresh token). stages: this host's first_stage/second_stage.
 local function session_updated(stages, session, from_session)
 	if not from_session.auth_token then
 		return;
@@ -40,11 +39,6 @@ local function session_updated(stages, session, from_session)
 	session.gatehouse_token_claims = from_session.gatehouse_token_claims;
 	-- Privileges follow the claims verified for the token that now sits on the session.
 	gatehouse.move_verified_claims(from_session, session);
-	if stages.expiry then
-		-- The fresh token's exp is the session's deadline now; the new connection is gone.
-		stages.expiry.forget(from_session);
-		stages.expiry.track(session);
-	end
 end
 
 function lib.setup(stages)
@@ -59,9 +53,6 @@ function lib.setup(stages)
 				session_updated(stages, event.resumed, event.origin);
 			end
 		end, 1);
-	end
-	if stages.expiry then
-		module:hook("resource-unbind", function (event) stages.expiry.forget(event.session); end);
 	end
 	module:hook("pre-resource-unbind", function (event)
 		local session = event.session;

@@ -21,10 +21,6 @@ local key_cache_ttl = module:get_option_number("jwt_pubkey_cache_ttl", 3600); --
 local leeway = module:get_option_number("gatehouse_token_leeway", 0); -- seconds
 local max_token_bytes = module:get_option_number("gatehouse_token_max_size", 16384); -- bytes
 local key_timeout = module:get_option_number("gatehouse_key_fetch_timeout", 5); -- seconds
--- "disconnect": a session leaves its rooms and is closed once its token has expired (plus the
--- grace period to resume with a fresh one). Off by default, as upstream never re-checks.
-local token_expiry = module:get_option_string("gatehouse_token_expiry");
-local expiry_grace = module:get_option_number("gatehouse_token_expiry_grace", 60); -- seconds
 local key_fetch_rate = module:get_option_number("gatehouse_key_fetch_rate", 5); -- new kids/s per key server
 
 if not app_id then
@@ -172,26 +168,19 @@ local function second_stage(session)
 	return true;
 end
 
-local expiry;
-if token_expiry == "disconnect" then
-	expiry = module:require("gatehouse_token_expiry").new({ leeway = leeway; grace = expiry_grace });
-elseif token_expiry ~= nil and token_expiry ~= "off" then
-	module:log_status("error", "gatehouse_token_expiry must be \"disconnect\" or \"off\", not %q: expiry is off", token_expiry);
-end
-
 -- The SASL ANONYMOUS profile: the same event sequence as mod_auth_token.
 local function authenticate(self, session, username)
 	local ok, condition, text = first_stage(session);
 	if not ok then return false, condition, text; end
 	self.username = gatehouse.choose_username(session, username);
-	ok, condition, text = second_stage(session);
-	if ok and expiry then expiry.track(session); end
-	return ok, condition, text;
+	return second_stage(session);
 end
 
 gatehouse.provide_anonymous_auth(authenticate);
 
 -- Stream resumption and unbinding, as mod_auth_token handles them.
 module:require("gatehouse_token_session").setup({
-	first_stage = first_stage; second_stage = second_stage; expiry = expiry;
+	first_stage = first_stage; second_stage = second_stage;
 });
+-- Tokens that expire during a meeting (opt-in): mod_gatehouse_token_expiry.
+if module:get_option_string("gatehouse_token_expiry") then module:depends("gatehouse_token_expiry"); end
