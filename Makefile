@@ -205,6 +205,7 @@ bench: deps-run build
 	$(LUA_BIN) tests/bench/native.lua $(DIST)
 	node tests/bench/connect.mjs
 	node tests/bench/remote.mjs
+	node tests/bench/expiry.mjs
 
 clean:
 	rm -rf dist target tests/e2e/.run

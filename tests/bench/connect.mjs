@@ -67,7 +67,8 @@ for (const clients of [100, 500, 1000]) {
   }));
 }
 
-// Token expiry (gatehouse_token_expiry = "disconnect"): one timer per session, none per stanza.
+// Token expiry (gatehouse_token_expiry = "disconnect"): one timer per host, none per stanza
+// (tests/bench/expiry.mjs measures its CPU and the kicks).
 // Same logins as the 1000-client token row; compare joins/s and memory with it.
 rows.push(await run('token + expiry timers', {
   clients: 1000,

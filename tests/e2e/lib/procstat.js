@@ -14,3 +14,10 @@ export function summary(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return { median: sorted[Math.floor(sorted.length / 2)], max: sorted.at(-1), p99: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] };
 }
+
+/** CPU time (user + system) process `pid` has used so far, in seconds (from /proc/<pid>/stat). */
+export function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
