@@ -3,7 +3,7 @@
 #![no_main]
 
 use gatehouse::lua_pattern::{self, Budget};
-use gatehouse::room::{RoomClaims, RoomPolicy};
+use gatehouse::room::{Claim, JoinContext, RoomClaims, RoomPolicy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,8 +20,14 @@ fuzz_target!(|data: &[u8]| {
         ..RoomPolicy::default()
     };
     for room_is_pattern in [false, true] {
-        let claims = RoomClaims { room: Some(pattern), sub: Some(subject), room_is_pattern };
-        let _ = policy.verify(claims, room_jid);
-        let _ = RoomPolicy::default().verify(claims, room_jid);
+        let claims = RoomClaims {
+            room: Claim::Text(pattern),
+            sub: Claim::Text(subject),
+            room_is_pattern,
+            tenant: Claim::Text(subject),
+        };
+        let join = JoinContext { url_tenant: subject, closed_to_guests: room_is_pattern };
+        let _ = policy.verify(claims, room_jid, join);
+        let _ = RoomPolicy::default().verify(claims, room_jid, JoinContext::default());
     }
 });
