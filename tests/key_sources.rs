@@ -308,6 +308,7 @@ fn test_asap_new_kids_are_rate_limited_and_unknown_ones_remembered() {
     let v = verifier_with(KeySourceConfig::AsapServer(base), cache);
     let mut fetched = 0;
     let mut throttled = 0;
+    let started = std::time::Instant::now();
     for n in 0..30 {
         let token = signed_with_kid(&format!("forged-{n}"));
         match verify_like_prosody(&v, &token) {
@@ -316,12 +317,18 @@ fn test_asap_new_kids_are_rate_limited_and_unknown_ones_remembered() {
             other => panic!("unexpected {:?}", other.1),
         }
     }
-    assert_eq!(fetched, 8, "a burst of four seconds' worth at 2/s");
-    assert_eq!(throttled, 22);
-    assert_eq!(hits.load(Ordering::SeqCst), 8);
+    // The bucket refills at 2/s on the real clock: a loaded machine that takes longer over the
+    // loop earns one more fetch per half second, and no more.
+    let refilled = (started.elapsed().as_secs_f64() * 2.0).ceil() as usize;
+    assert!(
+        (8..=8 + refilled).contains(&fetched),
+        "a burst of four seconds' worth at 2/s, plus {refilled} refilled: {fetched} fetched"
+    );
+    assert_eq!(throttled, 30 - fetched);
+    assert_eq!(hits.load(Ordering::SeqCst), fetched);
     // A kid the server said it does not know is not asked about again for a while.
     let (again, result) = verify_like_prosody(&v, &signed_with_kid("forged-0"));
     assert!(!again, "remembered");
     assert_eq!(result.unwrap_err().detail(), "no public key for kid 'forged-0'");
-    assert_eq!(hits.load(Ordering::SeqCst), 8);
+    assert_eq!(hits.load(Ordering::SeqCst), fetched);
 }
