@@ -156,19 +156,10 @@ mod tests {
     #[test]
     fn test_a_follower_gives_up_at_its_deadline() {
         let flight = Arc::new(Flight::<u8, u32>::default());
-        let leader = {
-            let flight = Arc::clone(&flight);
-            thread::spawn(move || {
-                flight.run(
-                    1,
-                    || {
-                        thread::sleep(Duration::from_millis(400));
-                        1
-                    },
-                    || 0,
-                )
-            })
-        };
+        let leader = spawn_leader(&flight, || {
+            thread::sleep(Duration::from_millis(400));
+            1
+        });
         thread::sleep(Duration::from_millis(50));
         let started = Instant::now();
         let deadline = started + Duration::from_millis(50);
@@ -181,23 +172,20 @@ mod tests {
     #[test]
     fn test_a_panicking_leader_releases_followers_and_the_key() {
         let flight = Arc::new(Flight::<u8, u32>::default());
-        let leader = {
-            let flight = Arc::clone(&flight);
-            thread::spawn(move || {
-                flight.run(
-                    1,
-                    || {
-                        thread::sleep(Duration::from_millis(100));
-                        panic!("boom")
-                    },
-                    || 0,
-                )
-            })
-        };
+        let leader = spawn_leader(&flight, || {
+            thread::sleep(Duration::from_millis(100));
+            panic!("boom")
+        });
         thread::sleep(Duration::from_millis(20));
         assert_eq!(flight.run(1, || 2, || 99), 99);
         assert!(leader.join().is_err());
         assert_eq!(flight.in_progress(), 0);
         assert_eq!(flight.run(1, || 3, || 99), 3);
+    }
+
+    /// Starts a call of key 1 on another thread that leads the flight while `work` runs.
+    fn spawn_leader(flight: &Arc<Flight<u8, u32>>, work: fn() -> u32) -> thread::JoinHandle<u32> {
+        let flight = Arc::clone(flight);
+        thread::spawn(move || flight.run(1, work, || 0))
     }
 }
