@@ -251,6 +251,33 @@ function lib.settle(timeout, result, ...)
 	return lib.settle_for(nil, timeout, result, ...);
 end
 
+-- What lib.await itself reports when the remote service gave no answer: none in time, too many
+-- calls in flight, no async context, a job that failed.
+local bridge_failures = { timeout = true; busy = true; ["no-async"] = true; ["job-failed"] = true };
+
+-- At most this much of a remote call's own account reaches a log line, control characters escaped.
+local MAX_LOGGED = 200;
+local function log_safe(text)
+	return (tostring(text):sub(1, MAX_LOGGED):gsub("[%c\127]", function (c)
+		return ("\\%03d"):format(c:byte());
+	end));
+end
+
+--- For SASL providers, after lib.settle_for: the bridge's conditions (remote-server-timeout,
+-- resource-constraint, internal-server-error) are stanza errors, not SASL conditions (RFC 6120
+-- §6.5), and a client may not understand them. Any other failure comes back unchanged
+-- (condition, text, reason, detail). A bridge failure becomes the provider's own answer for "the
+-- service did not answer", `failure` = { condition, text, reason (optional, default the
+-- bridge's) }, its detail says what really happened, bounded and escaped, for the log, and a
+-- fifth value true says the service did not answer (something an admin has to look at).
+function lib.sasl_failure(failure, condition, text, reason, detail)
+	if not bridge_failures[reason] then
+		return condition, text, reason, detail, false;
+	end
+	return failure.condition, failure.text, failure.reason or reason,
+		("%s: %s (%s)"):format(failure.text, log_safe(text), log_safe(condition)), true;
+end
+
 --- Whether a JID is a server admin: the global or its host's `admins` list. Read from the
 -- config rather than usermanager.is_admin, which Prosody 13 deprecates (as jitsi-meet does).
 function lib.is_admin(user_jid)

@@ -110,6 +110,10 @@ local function settle_counted(session, answer, ...)
 	return claims, condition, text, reason, detail;
 end
 
+-- What upstream's token/util.lib.lua answers when the key server gave no key (its fetch timed
+-- out or failed).
+local no_key = { condition = "not-allowed"; text = "could not obtain public key" };
+
 local function verify_session_token(session)
 	if session.auth_token == nil then
 		if allow_empty_token then return true; end
@@ -125,8 +129,11 @@ local function verify_session_token(session)
 	end
 	tokens:with_labels(claims and "verified" or "refused", claims and "ok" or tostring(reason or condition)):add(1);
 	if not claims then
+		-- No key in time (or too many calls waiting): upstream's answer when it got no key.
+		local unanswered;
+		condition, text, reason, detail, unanswered = gatehouse.sasl_failure(no_key, condition, text, reason, detail);
 		-- detail is log-safe (bounded, escaped); text is upstream's, for the client.
-		module:log("info", "Token refused for %s (%s): %s", session.ip or "?", reason, detail or text);
+		module:log(unanswered and "warn" or "info", "Token refused for %s (%s): %s", session.ip or "?", reason, detail or text);
 		session.auth_token = nil;
 		return false, condition, text;
 	end

@@ -84,7 +84,8 @@ for _, event in ipairs({ "bosh-session", "websocket-session" }) do
 end
 
 -- What the async bridge itself reports (no answer in time, queue full) means UVS was not asked.
-local bridge_failures = { timeout = true; busy = true; ["no-async"] = true; ["job-failed"] = true };
+local unavailable = { condition = "temporary-auth-failure"; text = "Matrix user verification service unavailable";
+	reason = "uvs_unavailable" };
 -- Reasons an admin has to look at, logged as warnings.
 local operator_reasons = { uvs_timeout = true; uvs_unavailable = true; invalid_response = true };
 
@@ -96,10 +97,7 @@ local function process_and_verify_token(session)
 	local admitted, condition, text, reason, detail = gatehouse.settle_for(session, uvs_timeout,
 		verifier:verify(session.auth_token, session.jitsi_room or session.jitsi_web_query_room));
 	if not admitted then
-		if bridge_failures[reason] then
-			condition, text, reason, detail = "temporary-auth-failure",
-				"Matrix user verification service unavailable", "uvs_unavailable", text;
-		end
+		condition, text, reason, detail = gatehouse.sasl_failure(unavailable, condition, text, reason, detail);
 		tokens:with_labels("refused", tostring(reason)):add(1);
 		-- Who and why, never the token.
 		module:log(operator_reasons[reason] and "warn" or "info", "REQUEST_COMPLETE reason:%s (%s) for %s",

@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, ping, disconnect, refusedLogin } from './lib/client.js';
 import { startKeyServer, asapPath } from './lib/keyserver.js';
 import * as jwt from './lib/jwt.js';
 
@@ -144,4 +144,65 @@ describe('cache_keys_url (JWKS) whose Cache-Control max-age is absurd (stand-in 
       }
     });
   }
+});
+
+// When the remote-call bounds themselves give up (no worker free before the deadline, too many
+// calls in flight for one address), the bridge reports remote-server-timeout / resource-constraint:
+// stanza conditions, not SASL ones (RFC 6120 §6.5). The client must get what upstream's
+// token/util.lib.lua gives when it could not get a key: not-allowed "could not obtain public key".
+describe('asap_key_server that never answers in time (stand-in key server), remote-call bounds reached', () => {
+  const SLOW_DOMAIN = 'slow.meet.test';
+  const hung = ['jitsi/hung-1', 'jitsi/hung-2', 'jitsi/hung-3'].map((kid) => jwt.generateKey('RS256', { kid }));
+  const slowClaims = (extra = {}) => claims({ sub: SLOW_DOMAIN, ...extra });
+  let keys;
+  let prosody;
+
+  before(async () => {
+    // Every key answers only after 10 s, far beyond every fetch timeout below.
+    keys = await startKeyServer(Object.fromEntries(hung.map((k) => [`/asap${asapPath(k.kid)}`, { body: k.publicPem, delayMs: 10_000 }])));
+    const asap = { authentication: 'gatehouse_token', app_id: APP_ID, asap_key_server: `${keys.url}/asap` };
+    prosody = await startProsody({
+      name: 'asap-bounds',
+      // One worker in all, and at most 2 calls in flight per client address (loopback is
+      // not a trusted proxy here, so the tests' clients count as one address).
+      global: { gatehouse_max_remote_calls: 1, gatehouse_max_remote_calls_per_address: 2, trusted_proxies: [] },
+      mainHost: { ...asap, gatehouse_key_fetch_timeout: 1 },
+      // This host's fetch holds the only worker for 6 s.
+      hosts: { [SLOW_DOMAIN]: { ...asap, gatehouse_key_fetch_timeout: 6 } },
+    });
+  });
+  after(async () => {
+    await prosody?.stop();
+    await keys?.close();
+  });
+
+  it('no worker free before the deadline, then too many calls from one address: not-allowed "could not obtain public key", the log says why', async () => {
+    const hitsOf = (k) => keys.hits(`/asap${asapPath(k.kid)}`);
+    // Holds the only worker (and one of the address's 2 slots) for 6 s.
+    const holder = connect({ httpPort: prosody.httpPort, domain: SLOW_DOMAIN, token: jwt.sign(slowClaims(), { alg: 'RS256', key: hung[0] }) })
+      .then(({ xmpp }) => disconnect(xmpp), () => null);
+    for (let i = 0; i < 50 && hitsOf(hung[0]) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(hitsOf(hung[0]), 1, 'the first fetch is in flight');
+
+    // Queued behind it: the bridge gives up after 1 s (+ its delivery grace), the key server never asked.
+    const started = performance.now();
+    const queued = refusedLogin(prosody.httpPort, { token: jwt.sign(claims(), { alg: 'RS256', key: hung[1] }) });
+    await new Promise((r) => setTimeout(r, 200));
+    // A third call from the same address while two are in flight: refused at once.
+    const busy = await refusedLogin(prosody.httpPort, { token: jwt.sign(claims(), { alg: 'RS256', key: hung[2] }) });
+    assert.equal(busy.condition, 'not-allowed');
+    assert.equal(busy.text, 'could not obtain public key');
+
+    const timedOut = await queued;
+    const ms = performance.now() - started;
+    assert.equal(timedOut.condition, 'not-allowed');
+    assert.equal(timedOut.text, 'could not obtain public key');
+    assert.ok(ms < 4000, `refused after ${ms.toFixed(0)} ms, before the worker was free`);
+    assert.equal(hitsOf(hung[1]) + hitsOf(hung[2]), 0, 'neither was fetched');
+
+    const log = prosody.readLog();
+    assert.match(log, /warn\tToken refused for [^\n]*\(timeout\): could not obtain public key: no answer within 1s \(remote-server-timeout\)/);
+    assert.match(log, /warn\tToken refused for [^\n]*\(busy\): could not obtain public key: too many remote calls in flight for this client \(resource-constraint\)/);
+    await holder;
+  });
 });
