@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod dns;
 pub mod flight;
 pub mod guild;
 pub mod http;

@@ -382,7 +382,10 @@ fn test_homeserver_mode_without_sync_skips_the_state_and_users_default_counts() 
     assert_eq!(seen.lock().unwrap().len(), 3, "whoami, userinfo, members: no state without sync");
     let admission =
         login(&homeserver_verifier(&base, ADMIN_TOKEN, true), &element_token()).1.unwrap();
-    assert!(admission.is_owner, "users_default 50 >= state_default 50 (UVS would say 0)");
+    assert!(
+        admission.is_owner,
+        "users_default 50 >= state_default 50 (users_default applies, as in UVS)"
+    );
 }
 
 #[test]

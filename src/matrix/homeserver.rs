@@ -7,8 +7,9 @@
 //! `GET /_synapse/admin/v1/rooms/{room}/members`, and, with power sync on, the power levels
 //! from `GET /_synapse/admin/v1/rooms/{room}/state`. The configured homeserver's own server
 //! name is learnt once from `GET /_matrix/client/v3/account/whoami` with the admin token.
-//! Unlike UVS, a room's `users_default` counts, and in rooms of version 12 (where creators hold
-//! unlimited power and are not listed in `users`) the creators are owners.
+//! Power is read as UVS reads it (`users[user_id]`, else `users_default`, else 0); unlike UVS,
+//! in rooms of version 12 (where creators hold unlimited power and are not listed in `users`)
+//! the creators are owners.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -16,8 +17,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::federation::Discovery;
+use super::federation::{Discovery, Lookups};
 use super::{power, Config, Decision, Denial, MatrixError, UvsRequest, DEFAULT_STATE_DEFAULT};
+use crate::dns::{self, DnsError, ResolvConf, SrvRecords};
 use crate::http::{self, HttpError, Limits, Reply};
 
 /// What the homeserver mode remembers between verifications.
@@ -149,11 +151,7 @@ fn remote_userinfo(
 ) -> Result<Option<String>, MatrixError> {
     let failed = |text: String| MatrixError::Denied(Denial::Federation(text));
     let target = discovery
-        .locate(server_name, |host, addrs, max_body| {
-            let url = format!("https://{host}/.well-known/matrix/server");
-            let reply = deadline.get_pinned(&url, addrs, max_body, "").ok()?;
-            (reply.status == 200).then_some(reply.body)
-        })
+        .locate(server_name, &mut Network(deadline))
         .map_err(|e| failed(format!("{server_name}: {e}")))?;
     let url = format!(
         "https://{}/_matrix/federation/v1/openid/userinfo?access_token={}",
@@ -164,6 +162,21 @@ fn remote_userinfo(
         .get_pinned(&url, &target.addrs, deadline.limits.max_body, &request.token)
         .map_err(|e| failed(format!("{server_name} at {}: {e}", target.authority)))?;
     read_userinfo(reply, server_name, "federation openid/userinfo")
+}
+
+/// Server discovery's questions, asked over the network within the verification's deadline.
+struct Network<'a>(&'a Deadline);
+
+impl Lookups for Network<'_> {
+    fn well_known(&mut self, host: &str, addrs: &[SocketAddr], max_body: u64) -> Option<Vec<u8>> {
+        let url = format!("https://{host}/.well-known/matrix/server");
+        let reply = self.0.get_pinned(&url, addrs, max_body, "").ok()?;
+        (reply.status == 200).then_some(reply.body)
+    }
+
+    fn srv(&mut self, name: &str) -> Result<SrvRecords, DnsError> {
+        dns::lookup_srv(name, &ResolvConf::system(), self.0.end)
+    }
 }
 
 /// The user the OpenID token belongs to, or `None` when the homeserver does not know it.
