@@ -51,6 +51,17 @@ if not verifier then
 	return;
 end
 
+-- A login checks ?room=, but joins are checked only where mod_matrix_room_check runs; without
+-- it on any MUC component, a session can join any room's conference (as upstream). Say so once
+-- every host is loaded, where the operator looks.
+module:hook_global("server-started", function ()
+	for _, host in pairs(prosody.hosts) do
+		if host.modules.muc and host.modules.matrix_room_check then return; end
+	end
+	module:log("warn", "No MUC component loads matrix_room_check (or matrix_power_sync, which loads it): "
+		.. "a Matrix-verified session can join the conference of any room, not only its own");
+end);
+
 -- The re-check itself runs on the MUC component (mod_matrix_room_check); it asks this host's
 -- verifier, one query per room per interval.
 if membership_check_interval > 0 then
