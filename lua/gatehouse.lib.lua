@@ -378,15 +378,9 @@ function lib.jitsi_lobby_loaded()
 		and prosody.events.get_handlers("destroy-lobby-room") ~= nil;
 end
 
---- Whether Prosody's password check (muc-occupant-pre-join at -20) and room lock (-30) will let
--- this join through. For modules that must grant an affiliation before the lobby (-4) and
--- members-only (-5) checks: granting it only when the later checks pass too means a refused
--- join leaves no affiliation behind.
-function lib.password_and_lock_admit(event)
+-- Whether Prosody's password check (muc-occupant-pre-join at -20) will let this join through.
+local function password_admits(event)
 	local room, stanza = event.room, event.stanza;
-	if room._data.locked and not event.is_new_room then
-		return false;
-	end
 	local password = room:get_password();
 	local join = stanza:get_child("x", "http://jabber.org/protocol/muc");
 	if not (password and join) then
@@ -400,6 +394,39 @@ function lib.password_and_lock_admit(event)
 		return true;
 	end
 	return join:get_child_text("password", "http://jabber.org/protocol/muc") == password;
+end
+
+-- Whether the room lock (-30) will let this join through: a room stays locked until its owner
+-- configures it or the lock times out (Prosody's muc/lock.lib.lua).
+local function lock_admits(event)
+	local locked_until = event.room._data.locked;
+	return event.is_new_room or not locked_until or os.time() >= locked_until;
+end
+
+--- Whether Prosody's password check (muc-occupant-pre-join at -20) and room lock (-30) will let
+-- this join through. For modules that must grant an affiliation before the lobby (-4) and
+-- members-only (-5) checks: granting it only when the later checks pass too means a refused
+-- join leaves no affiliation behind.
+function lib.password_and_lock_admit(event)
+	return lock_admits(event) and password_admits(event);
+end
+
+--- The refusal, as Prosody itself words it, that a gate after the lobby (-4) and members-only
+-- (-5) will send this join of `bare_jid`, or nil when none will: the ban (-10), the password
+-- (-20), the room lock (-30), a nick held by another user (mod_muc refuses that as a conflict
+-- after pre-join). For modules that grant the member affiliation those two gates look for: a
+-- join that is refused anyway gets its refusal at once, and keeps no affiliation.
+function lib.later_refusal(event, bare_jid)
+	local room, stanza = event.room, event.stanza;
+	if room:get_affiliation(bare_jid) == "outcast" then
+		return st.error_reply(stanza, "auth", "forbidden", nil, room.jid);
+	elseif not password_admits(event) then
+		return st.error_reply(stanza, "auth", "not-authorized", nil, room.jid);
+	elseif not lock_admits(event) then
+		return st.error_reply(stanza, "cancel", "item-not-found", nil, module.host);
+	elseif event.occupant.bare_jid ~= bare_jid then
+		return st.error_reply(stanza, "cancel", "conflict", nil, room.jid);
+	end
 end
 
 --- The lobby a join has to pass: Jitsi's (a lobby room attached), or, without Jitsi's lobby

@@ -138,24 +138,10 @@ return function (gate, guild_timeout)
 
 	-- The member affiliation a proof (or a bypass claim) earns is what the lobby (-4) and
 	-- members-only (-5) checks look for, so it is set here, but only for a join every later gate
-	-- admits: a refused join must leave no affiliation behind that would let its user past the
-	-- guild, the lobby or members-only later without a proof (nor lift a ban). This is the
-	-- refusal, as Prosody itself words it, that a later gate would send; nil when none will:
-	-- the ban (-10), the password (-20), the room lock (-30), a nick held by another user (mod_muc
-	-- refuses that as a conflict after pre-join).
-	local function later_refusal(event, bare_jid)
-		local room, stanza = event.room, event.stanza;
-		if room:get_affiliation(bare_jid) == "outcast" then
-			return st.error_reply(stanza, "auth", "forbidden", nil, room.jid);
-		elseif not gatehouse.password_and_lock_admit(event) then
-			if room._data.locked and not event.is_new_room then
-				return st.error_reply(stanza, "cancel", "item-not-found", nil, module.host);
-			end
-			return st.error_reply(stanza, "auth", "not-authorized", nil, room.jid);
-		elseif event.occupant.bare_jid ~= bare_jid then
-			return st.error_reply(stanza, "cancel", "conflict", nil, room.jid);
-		end
-	end
+	-- admits (gatehouse.later_refusal): a refused join must leave no affiliation behind that
+	-- would let its user past the guild, the lobby or members-only later without a proof (nor
+	-- lift a ban).
+	local later_refusal = gatehouse.later_refusal;
 
 	local function admit_as_member(event, bare_jid)
 		event.room:set_affiliation(true, bare_jid, "member");

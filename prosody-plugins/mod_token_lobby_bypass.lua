@@ -29,8 +29,16 @@ module:hook("muc-occupant-pre-join", function (event)
 	elseif affiliation ~= nil then
 		return; -- member or above passes the lobby already, with the role that goes with it
 	end
-	-- The member affiliation is what the lobby and members-only checks look for. As upstream,
-	-- a wrong password is still refused by the password check (-20), with its own error.
+	-- The member affiliation is what the lobby and members-only checks look for. A join that the
+	-- password check (-20) or the room lock (-30) refuses gets that refusal here, word for word
+	-- as upstream's user gets it there, but without the membership: upstream grants it first and
+	-- leaves it behind (which lets its user past members-only and the lobby later).
+	local refusal = gatehouse.later_refusal(event, bare);
+	if refusal then
+		module:log("debug", "Lobby bypass for %s in %s: the join is refused anyway", bare, room.jid);
+		event.origin.send(refusal);
+		return true;
+	end
 	module:log("debug", "Bypassing lobby for room %s occupant %s", room.jid, bare);
 	occupant.role = "participant";
 	room:set_affiliation(true, bare, "member");

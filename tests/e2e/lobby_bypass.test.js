@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN, DOMAIN, DEFAULT_PLUGIN_PATHS } from './lib/prosody.js';
 import { UPSTREAM_PLUGIN_PATHS, UPSTREAM_ENV } from './lib/upstream.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, xml } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, configureRoom, disconnect, xml, affiliationOf } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
 const APP_ID = 'gatehouse-test';
@@ -136,6 +136,23 @@ for (const [mode, label, mucModules, deployment, knocksAtLobbyRoom] of [
       assert.equal((await bed.refused(room, 'wrong', BYPASS, { password: 'wrong' })).condition, 'not-authorized');
       const { xmpp } = await bed.login(BYPASS);
       assert.equal((await joinRoom(xmpp, room, 'right', { password: 'pw5' })).affiliation, 'member');
+    });
+
+    it('a join refused for a wrong password leaves no membership behind (upstream leaves member)', async () => {
+      const room = await bed.room('lb6');
+      await configureRoom(bed.focus, room, { 'muc#roomconfig_roomsecret': 'pw6' });
+      const holder = await bed.login(BYPASS);
+      const refusal = (nick, options) => joinRoom(holder.xmpp, room, nick, options).then(() => null, (e) => e);
+      // The same refusal the password check gives, as upstream's user gets it.
+      const err = await refusal('wrong', { password: 'wrong' });
+      assert.equal(err?.condition, 'not-authorized');
+      assert.equal(err.type, 'auth');
+      assert.equal(await affiliationOf(bed.focus, room, holder.bare), 'none', 'no member left behind');
+      // Still refused without the password; then the right one lets them in, as a member.
+      assert.equal((await refusal('nopw'))?.condition, 'not-authorized');
+      assert.equal(await affiliationOf(bed.focus, room, holder.bare), 'none');
+      assert.equal((await joinRoom(holder.xmpp, room, 'right', { password: 'pw6' })).affiliation, 'member');
+      assert.equal(await affiliationOf(bed.focus, room, holder.bare), 'member');
     });
   });
 }

@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, xml } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, xml, affiliationOf, configureRoom } from './lib/client.js';
 import * as jwt from './lib/jwt.js';
 
 const APP_ID = 'gatehouse-test';
@@ -17,13 +17,13 @@ const token = (context = {}) => jwt.sign(jwt.jitsiClaims({ appId: APP_ID, room: 
 const BYPASS = { user: { security_bypass: true } };
 
 /** One Prosody with token auth, the room check and security on demand (plus `mucModules`). */
-function testBed(name, mucModules = []) {
+function testBed(name, mucModules = [], mucOptions = {}) {
   const bed = { clients: [] };
   bed.start = async () => {
     bed.prosody = await startProsody({
       name,
       mainHost: { authentication: 'gatehouse_token', app_id: APP_ID, app_secret: SECRET },
-      muc: { modules_enabled: ['gatehouse_token_verification', 'token_security_ondemand', ...mucModules] },
+      muc: { modules_enabled: ['gatehouse_token_verification', 'token_security_ondemand', ...mucModules], ...mucOptions },
     });
     bed.focus = (await connectFocus({ httpPort: bed.prosody.httpPort })).xmpp;
     bed.clients.push(bed.focus);
@@ -193,5 +193,32 @@ describe('security on demand with Jitsi\'s lobby modules (test stand-in)', () =>
     await bed.join(room, 'bypass', BYPASS);
     await bed.join(room, 'opener', { ...BYPASS, room: { lobby: false, password: '' } });
     await bed.join(room, 'plain-after', {});
+  });
+});
+
+describe('security on demand: a bypass join that the room lock refuses', () => {
+  // Prosody's own default: a new room stays locked until its owner configures it.
+  const bed = testBed('security-locked', [], { muc_room_locking: true });
+  before(bed.start);
+  after(bed.stop);
+
+  it('is refused as upstream refuses it (item-not-found) and leaves no membership behind (upstream leaves member)', async () => {
+    const room = `lk1@${MUC_DOMAIN}`;
+    const created = await joinRoom(bed.focus, room, 'focus'); // locked: not configured yet
+    assert.ok(created.statusCodes.includes(201), 'a new room');
+    const { xmpp, jid } = await connect({ httpPort: bed.prosody.httpPort, token: token(BYPASS) });
+    bed.clients.push(xmpp);
+    const bare = jid.split('/')[0];
+    const err = await joinRoom(xmpp, room, 'bypass').then(() => null, (e) => e);
+    assert.equal(err?.condition, 'item-not-found');
+    assert.equal(err.type, 'cancel');
+    assert.equal(await affiliationOf(bed.focus, room, bare), 'none', 'no member left behind');
+
+    // The owner configures the room (which unlocks it) with a password: a join without the
+    // password and without the claim is refused; the bypass holder gets in as a member.
+    await configureRoom(bed.focus, room, { 'muc#roomconfig_roomsecret': 'pw-lk1' });
+    assert.equal((await bed.refused(room, 'plain', {})).condition, 'not-authorized');
+    assert.equal((await joinRoom(xmpp, room, 'bypass')).affiliation, 'member');
+    assert.equal(await affiliationOf(bed.focus, room, bare), 'member');
   });
 });

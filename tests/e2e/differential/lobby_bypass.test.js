@@ -52,6 +52,27 @@ function membersOnlyKnock(t) {
   };
 }
 
+/**
+ * A room whose lobby is on and which has a password; a holder of `t` joins with a wrong password,
+ * then with none, then with the right one. Records each answer and the affiliation after each.
+ */
+function wrongPasswordKnock(t) {
+  return async (side) => {
+    const room = freshRoom('lb');
+    await side.createRoom(room);
+    await side.configureRoom(side.focus, room, { 'muc#roomconfig_roomsecret': 'pw' });
+    const opener = await side.login({ token: LOBBY_ON });
+    await side.join(opener.client, room, 'opener', { password: 'pw' });
+    const login = await side.login({ token: t });
+    const record = { wrong: await side.join(login.client, room, 'wrong', { password: 'wrong' }) };
+    record.afterWrong = await side.affiliationOf(room, login.client);
+    record.none = await side.join(login.client, room, 'nopw');
+    record.afterNone = await side.affiliationOf(room, login.client);
+    record.right = await side.join(login.client, room, 'right', { password: 'pw' });
+    return record;
+  };
+}
+
 const BYPASS = token({ context: { user: { lobby_bypass: true } } });
 const forged = sign({ room: '*', sub: '*', context: { user: { lobby_bypass: true } } }, { alg: 'HS256', key: 'not-the-secret' });
 
@@ -69,6 +90,12 @@ await differentialSuite('token_lobby_bypass', {
     name: 'a banned user with lobby_bypass true', run: bannedKnock(BYPASS), skip,
     differences: { join: 'lobby-bypass-keeps-bans', after: 'lobby-bypass-keeps-bans' },
     gatehouse: { join: { ok: false, condition: 'registration-required' }, after: 'outcast' },
+  },
+  {
+    name: 'lobby_bypass true with a wrong password is refused, then with none, then admitted with the right one',
+    run: wrongPasswordKnock(BYPASS), skip,
+    differences: { afterWrong: 'lobby-bypass-refused-join-leaves-nothing', afterNone: 'lobby-bypass-refused-join-leaves-nothing' },
+    gatehouse: { wrong: { ok: false, condition: 'not-authorized' }, afterWrong: 'none', afterNone: 'none', right: { ok: true, affiliation: 'member' } },
   },
 ]);
 

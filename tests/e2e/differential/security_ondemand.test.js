@@ -83,3 +83,36 @@ await differentialSuite('security on demand without the lobby modules', {
     differences: { probe: 'ondemand-members-only-fallback', features: 'ondemand-members-only-fallback', status104: 'ondemand-members-only-fallback' },
   },
 ]);
+
+/**
+ * Rooms stay locked until their owner configures them (Prosody's default): focus joins a new
+ * room without configuring it; a holder of `t` joins (refused by the lock), then focus configures
+ * the room with a password and the holder joins again.
+ */
+function lockedRoomJoin(t) {
+  return async (side) => {
+    await side.createRoom(r('setup')); // focus logs in
+    const room = r('lk');
+    const created = await side.join(side.focus, room, 'focus');
+    const login = await side.login({ token: t });
+    const record = { created: created.ok, locked: await side.join(login.client, room, 'bypass') };
+    record.afterLocked = await side.affiliationOf(room, login.client);
+    record.config = (await side.configureRoom(side.focus, room, { 'muc#roomconfig_roomsecret': 'pw' })).ok;
+    record.probe = await joinWith(side, PLAIN, room, 'probe');
+    record.unlocked = await side.join(login.client, room, 'bypass2');
+    return record;
+  };
+}
+
+await differentialSuite('security on demand with room locking', {
+  host: TOKEN_HOST,
+  muc: { muc_room_locking: true },
+  mucModules: ['token_verification', 'token_security_ondemand'],
+}, [
+  {
+    name: 'security_bypass in a locked room is refused by the lock, then admitted once it is configured',
+    run: lockedRoomJoin(ctx({ user: { security_bypass: true } })),
+    differences: { afterLocked: 'ondemand-bypass-refused-join-leaves-nothing' },
+    gatehouse: { locked: { ok: false, condition: 'item-not-found' }, afterLocked: 'none', unlocked: { ok: true, affiliation: 'member' } },
+  },
+]);

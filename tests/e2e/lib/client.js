@@ -249,6 +249,20 @@ export async function createRoomAsFocus(focusXmpp, roomJid, { nick = 'focus', ti
   return self;
 }
 
+/**
+ * The affiliation `bareJid` holds in `roomJid` ('none' when it holds none), as `owner` (an
+ * owner, or focus as a server admin) reads the room's affiliation lists (muc#admin).
+ */
+export async function affiliationOf(owner, roomJid, bareJid, { timeoutMs = DEFAULT_TIMEOUT } = {}) {
+  for (const affiliation of ['owner', 'admin', 'member', 'outcast']) {
+    const reply = await owner.iqCaller.request(xml('iq', { type: 'get', to: roomJid },
+      xml('query', { xmlns: 'http://jabber.org/protocol/muc#admin' }, xml('item', { affiliation }))), timeoutMs);
+    const items = reply.getChild('query')?.getChildren('item') ?? [];
+    if (items.some((i) => i.attrs.jid === bareJid)) return affiliation;
+  }
+  return 'none';
+}
+
 /** XEP-0199 ping to the server (or `to`); resolves with the round trip in milliseconds. */
 export async function ping(xmpp, { to = xmpp.jid.domain, timeoutMs = DEFAULT_TIMEOUT } = {}) {
   const t0 = performance.now();
