@@ -215,7 +215,7 @@ clean:
 # tests/fuzz/target; the committed corpus (tests/fuzz/corpus) is only read.
 FUZZ_SECONDS ?= 60
 FUZZ_SANITIZER ?= address
-FUZZ_TARGETS := jwt keys room matrix issuer wallet
+FUZZ_TARGETS := jwt keys room matrix issuer wallet dns
 
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -10,7 +10,7 @@
 //! What DNS says only steers where we connect: the federation request that follows checks the
 //! server's certificate against the server name, so a forged answer cannot impersonate a server.
 
-mod message;
+pub mod message;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
