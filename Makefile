@@ -49,11 +49,12 @@ LUA_BIN := $(LUA_BIN_$(LUA))
 RUN_NEEDS := prosody:prosody node:nodejs npm:npm
 # What `make test` needs on top: every Lua the Lua-level tests load gatehouse.so into,
 # debootstrap for the Debian 13 root, openssl for test CAs and certificates, python3-venv for
-# Synapse, Go and sprig to build docker-jitsi-meet's renderer (tpl); and, as Debian packages
+# Synapse, dnsmasq (a real DNS server for Matrix server discovery), Go and sprig to build
+# docker-jitsi-meet's renderer (tpl); and, as Debian packages
 # (checked with dpkg), the Lua libraries of the upstream modules the differential tests run
 # (jitsi-meet-prosody's Depends).
 TEST_NEEDS := lua5.1:lua5.1 lua5.2:lua5.2 lua5.3:lua5.3 luajit:luajit debootstrap:debootstrap \
-	openssl:openssl go:golang-go
+	openssl:openssl dnsmasq:dnsmasq-base go:golang-go
 TEST_PACKAGES := lua-basexx lua-inspect lua-cjson lua-luaossl lua-sec python3-venv \
 	golang-github-masterminds-sprig-dev
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 import { renderConfig, FOCUS } from './config.js';
 import { freePorts, canConnect } from './net.js';
+import { withResolvConf, resolvConfMountLine } from './mountns.js';
 
 export { DOMAIN, MUC_DOMAIN, AUTH_DOMAIN, FOCUS, FOCUS_JID } from './config.js';
 export { lua } from './lua.js';
@@ -68,11 +69,18 @@ function userIds(name) {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** argv prefix that runs a command as the prosody user, dying with its parent. */
-function asProsody(binds = []) {
+/**
+ * argv prefix that runs a command as the prosody user, dying with its parent; with
+ * `resolvConf`, that file is its /etc/resolv.conf (a private mount namespace's bind mount).
+ */
+function asProsody(binds = [], resolvConf = null) {
   const ids = isRoot ? ['--reuid', RUN_AS, '--regid', RUN_AS, '--init-groups'] : [];
   const setpriv = ['setpriv', '--pdeathsig', 'SIGKILL', ...ids];
-  if (!PROSODY_ROOT) return setpriv;
+  if (resolvConf && !isRoot) throw new Error('resolvConf needs root (a bind mount)');
+  if (!PROSODY_ROOT) {
+    // The user switch comes last, after the mount (which needs root).
+    return resolvConf ? ['setpriv', '--pdeathsig', 'SIGKILL', ...withResolvConf(resolvConf), ...setpriv] : setpriv;
+  }
   if (!isRoot) throw new Error('PROSODY_ROOT needs root (chroot and bind mounts)');
   // unshare: the mounts vanish with the process. The root's own setpriv switches user (and
   // re-arms pdeathsig, which a uid change clears) inside the chroot.
@@ -84,6 +92,7 @@ function asProsody(binds = []) {
     'set -e',
     `mount -t proc proc '${PROSODY_ROOT}/proc'`,
     ...['/dev', ...outermost].map((d) => `mkdir -p '${PROSODY_ROOT}${d}' && mount --rbind '${d}' '${PROSODY_ROOT}${d}'`),
+    ...(resolvConf ? [resolvConfMountLine(resolvConf, PROSODY_ROOT)] : []),
     `exec chroot '${PROSODY_ROOT}' "$@"`,
   ].join('\n');
   return ['setpriv', '--pdeathsig', 'SIGKILL', 'unshare', '--mount', '--propagation', 'private',
@@ -171,6 +180,8 @@ function pruneOldRuns() {
  *   env           extra environment variables (e.g. LUA_CPATH for gatehouse.so)
  *   startTimeoutMs  bound on startup (default 15000)
  *   ports         [httpPort, c2sPort] to use instead of free ones (for `make run`)
+ *   resolvConf    a file Prosody sees as /etc/resolv.conf (e.g. naming lib/dns.js's server);
+ *                 needs root
  *
  * @returns {Promise<{httpPort:number, c2sPort:number, dir:string, logFile:string,
  *   configFile:string, pid:number, readLog(since?):string, logMark():number,
@@ -219,7 +230,7 @@ async function startOnce(opts) {
 
   // Jicofo's focus account. prosodyctl takes ~60 ms and writes the account in whatever
   // format the installed Prosody uses, which beats hand-writing data files.
-  const [cmd, ...prefix] = asProsody([dir, ...pluginPaths]);
+  const [cmd, ...prefix] = asProsody([dir, ...pluginPaths], opts.resolvConf);
   try {
     execFileSync(cmd, [...prefix, PROSODYCTL, '--config', configFile,
       'register', FOCUS.username, FOCUS.domain, FOCUS.password],

@@ -12,6 +12,7 @@ import path from 'node:path';
 
 import { RUN_ROOT } from './prosody.js';
 import { freePorts } from './net.js';
+import { withResolvConf } from './mountns.js';
 
 const live = new Set();
 process.on('exit', () => { for (const child of live) { try { child.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -30,9 +31,12 @@ export function findSynapse() {
  * @param {{host: string, port: number, cert: string, key: string}} [o.federation]  also serve
  *   the federation API over TLS there (cert/key: PEM file paths), and federate with other
  *   test homeservers on loopback (their certificates are not checked by Synapse itself).
+ *   `alsoPorts`: more ports on that host serving the same (e.g. 8448 beside a random one).
+ * @param {string} [o.resolvConf]  a file Synapse sees as /etc/resolv.conf, so its own server
+ *   discovery (SRV and address lookups) asks the DNS server named there (lib/dns.js); needs root
  * @returns {Promise<{url, serverName, dir, register(name, {admin}), client(token), stop()}>}
  */
-export async function startSynapse({ python, serverName = 'matrix.test', federation, startTimeoutMs = 60_000 } = {}) {
+export async function startSynapse({ python, serverName = 'matrix.test', federation, resolvConf, startTimeoutMs = 60_000 } = {}) {
   const dir = path.join(RUN_ROOT, `synapse-${crypto.randomBytes(4).toString('hex')}`);
   fs.mkdirSync(dir, { recursive: true });
   const [port] = await freePorts(1);
@@ -63,10 +67,12 @@ export async function startSynapse({ python, serverName = 'matrix.test', federat
     rc_room_creation: generous,
   };
   if (federation) {
-    config.listeners.push({
-      port: federation.port, bind_addresses: [federation.host], type: 'http', tls: true, x_forwarded: false,
-      resources: [{ names: ['federation'], compress: false }],
-    });
+    for (const federationPort of [federation.port, ...(federation.alsoPorts ?? [])]) {
+      config.listeners.push({
+        port: federationPort, bind_addresses: [federation.host], type: 'http', tls: true, x_forwarded: false,
+        resources: [{ names: ['federation'], compress: false }],
+      });
+    }
     Object.assign(config, {
       tls_certificate_path: federation.cert,
       tls_private_key_path: federation.key,
@@ -85,7 +91,8 @@ export async function startSynapse({ python, serverName = 'matrix.test', federat
 
   const logFile = path.join(dir, 'synapse.log');
   const out = fs.openSync(logFile, 'a');
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', python, '-m', 'synapse.app.homeserver', '-c', configFile],
+  const resolver = resolvConf ? withResolvConf(resolvConf) : [];
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', ...resolver, python, '-m', 'synapse.app.homeserver', '-c', configFile],
     { stdio: ['ignore', out, out] });
   fs.closeSync(out);
   live.add(child);

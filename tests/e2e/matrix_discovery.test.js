@@ -1,0 +1,266 @@
+// Matrix server discovery in the direct homeserver mode, against a real DNS server: a user of
+// another homeserver whose server name is a DNS name (`theirs.test`) logs in, and gatehouse
+// must find that server the way the server-server API says ("Resolving server names"):
+// `/.well-known/matrix/server` delegation (with or without a port), SRV records
+// (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port 8448.
+//
+// Real parts: dnsmasq (lib/dns.js) serves each scenario's records on a loopback address of its
+// own, port 53; Prosody and both Synapses see it as their /etc/resolv.conf (a bind mount in a
+// private mount namespace), so each does its own lookups through it. Two real Synapses federate
+// over TLS (certificates from a test CA): "ours" (the configured homeserver, asked for
+// membership and power) and "theirs" (`theirs.test`, which issued carol's OpenID token). Carol
+// joins the room on ours over federation once, with these DNS records, which shows through
+// Synapse's own discovery that SRV records of this shape work. The well-known document comes
+// from a static file server (Node https, lib/wellknown.js), and a TLS-terminating relay
+// (lib/tlsproxy.js) in front of their Synapse plays a server holding another certificate.
+// Each scenario gets a fresh Prosody, since discovery results are cached per process.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
+import { freePorts } from './lib/net.js';
+import { findSynapse, startSynapse } from './lib/synapse.js';
+import { findDnsmasq, startDns, randomLoopback, writeResolvConf } from './lib/dns.js';
+import { startWellKnownServer } from './lib/wellknown.js';
+import { startTlsProxy } from './lib/tlsproxy.js';
+import { makeTestCa } from './lib/testca.js';
+import { roomName } from './lib/uvs.js';
+import * as jwt from './lib/jwt.js';
+
+const synapse = findSynapse();
+const dnsmasq = findDnsmasq();
+const THEIRS = 'theirs.test';
+
+// Loopback addresses of their own: their Synapse (T), the well-known server (W), the relay
+// (R) and the DNS server (D).
+const [T, W, R, D] = (() => {
+  const picked = new Set();
+  while (picked.size < 4) picked.add(randomLoopback());
+  return [...picked];
+})();
+
+describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version ?? ''} and real Prosody (well-known from a static file server)`,
+  { skip: synapse.missing ?? dnsmasq.missing }, () => {
+    const dir = path.join(RUN_ROOT, `discovery-${crypto.randomBytes(4).toString('hex')}`);
+    let tls;
+    let resolvConf;
+    let dns;
+    let wellKnown;
+    let ours;
+    let theirs;
+    let admin;
+    let roomId;
+    let theirPort;
+    let relayPort;
+    const people = {};
+
+    // A records every scenario builds on: their Synapse's federation host, and their name at
+    // the well-known server (which answers 404 unless the scenario serves a document).
+    const FED = { 'fed.theirs.test': T };
+    const srv = (name, target, port) => ({ name, target, port });
+
+    const roomJid = () => `${roomName(roomId)}@${MUC_DOMAIN}`;
+    const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+    async function openid(server, who) {
+      const { user_id: userId, access_token: token } = people[who];
+      const reply = await server.client(token)('POST', `/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {});
+      return reply.access_token;
+    }
+
+    function widget(who, token, serverName) {
+      const claims = {
+        iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
+        context: { user: { name: who }, matrix: { token, room_id: roomId, server_name: serverName } },
+      };
+      return { token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) };
+    }
+
+    /** Serves `records` (restarting dnsmasq on the same address) and `document` at W. */
+    async function publish(records, document = null) {
+      await dns?.stop();
+      dns = await startDns({ bin: dnsmasq.bin, address: D, records });
+      wellKnown.set(document);
+    }
+
+    /**
+     * One scenario: its DNS records and well-known document, a fresh Prosody resolving through
+     * them, focus's room; runs `body(prosody)`, then stops that Prosody.
+     */
+    async function scenario(name, { records, document = null }, body) {
+      await publish(records, document);
+      const prosody = await startProsody({
+        name: `matrix-discovery-${name}`,
+        resolvConf,
+        global: { gatehouse_ca_file: tls.ca },
+        mainHost: {
+          authentication: 'matrix_user_verification',
+          matrix_user_verification_homeserver_url: ours.url,
+          matrix_user_verification_homeserver_admin_token: admin.access_token,
+          uvs_sync_power_levels: true,
+          // Every test server is on loopback: private addresses must be allowed here.
+          matrix_user_verification_federation_allow_private: true,
+        },
+        muc: { modules_enabled: ['matrix_power_sync'] },
+      });
+      const clients = [];
+      try {
+        const focus = (await connectFocus({ httpPort: prosody.httpPort })).xmpp;
+        clients.push(focus);
+        await createRoomAsFocus(focus, roomJid());
+        await body(prosody, clients);
+      } finally {
+        await Promise.all(clients.map(disconnect));
+        await prosody.stop();
+      }
+    }
+
+    /** Carol (of theirs.test) logs in, joins, and is made owner by her power 50. */
+    async function admitted(prosody, clients) {
+      const token = await openid(theirs, 'carol');
+      const { xmpp } = await connect({ httpPort: prosody.httpPort, ...widget('carol', token, THEIRS) });
+      clients.push(xmpp);
+      const synced = waitForStanza(xmpp, (s) => s.name === 'presence' && s.attrs.from === `${roomJid()}/carol` &&
+        !['none', undefined].includes(parseMucPresence(s).affiliation), 5000, 'synced affiliation');
+      await joinRoom(xmpp, roomJid(), 'carol');
+      assert.equal(parseMucPresence(await synced).affiliation, 'owner');
+      const log = prosody.readLog();
+      assert.match(log, new RegExp(`REQUEST_COMPLETE reason:ok for ${escape(people.carol.user_id)} in `));
+      assert.ok(!log.includes(token), 'the OpenID token stays out of the log');
+    }
+
+    /** Carol is refused as a federation failure; resolves the log line saying why. */
+    async function refused(prosody) {
+      const token = await openid(theirs, 'carol');
+      const err = await refusedLogin(prosody.httpPort, widget('carol', token, THEIRS));
+      assert.equal(err.condition, 'access-denied');
+      assert.equal(err.text, 'Token invalid or not in room');
+      const log = prosody.readLog();
+      assert.ok(!log.includes(token), 'the OpenID token stays out of the log');
+      const line = log.split('\n').find((l) => l.includes('REQUEST_COMPLETE reason:'));
+      assert.match(line ?? '', /REQUEST_COMPLETE reason:federation_failed /);
+      return line;
+    }
+
+    before(async () => {
+      tls = makeTestCa(path.join(dir, 'ca'), {
+        dns: ['localhost', THEIRS, 'fed.theirs.test', 'deleg.test'], ips: ['127.0.0.1', T],
+      });
+      resolvConf = writeResolvConf(dir, D);
+      let ourFederationPort;
+      [theirPort, relayPort, ourFederationPort] = await freePorts(3);
+      wellKnown = await startWellKnownServer({ host: W, cert: tls.cert, key: tls.key });
+      // Carol's join makes ours look theirs.test up (for its signing key): through SRV.
+      await publish({ a: { ...FED, [THEIRS]: W }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'fed.theirs.test', theirPort)] });
+      [ours, theirs] = await Promise.all([
+        startSynapse({ python: synapse.python, serverName: `127.0.0.1:${ourFederationPort}`, resolvConf,
+          federation: { host: '127.0.0.1', port: ourFederationPort, cert: tls.cert, key: tls.key } }),
+        startSynapse({ python: synapse.python, serverName: THEIRS, resolvConf,
+          federation: { host: T, port: theirPort, alsoPorts: [8448], cert: tls.cert, key: tls.key } }),
+      ]);
+      admin = await ours.register('admin', { admin: true });
+      people.alice = await ours.register('alice');
+      people.carol = await theirs.register('carol');
+      assert.equal(people.carol.user_id, `@carol:${THEIRS}`);
+
+      const alice = ours.client(people.alice.access_token);
+      ({ room_id: roomId } = await alice('POST', '/_matrix/client/v3/createRoom', {
+        room_version: '10', preset: 'public_chat',
+        power_level_content_override: { users: { [people.alice.user_id]: 100, [people.carol.user_id]: 50 } },
+      }));
+      const carol = theirs.client(people.carol.access_token);
+      await carol('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${encodeURIComponent(ours.serverName)}`, {});
+      const members = await ours.client(admin.access_token)('GET', `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/members`);
+      assert.ok(members.members.includes(people.carol.user_id), 'carol joined over federation');
+      // To check the join, ours fetched theirs' signing key: theirs.test has no well-known and
+      // nothing on port 8448 here, so ours' own discovery can only have come by the SRV record.
+      assert.match(fs.readFileSync(ours.logFile, 'utf8'),
+        /\[theirs\.test\] Completed request: 200 OK .*matrix-federation:\/\/theirs\.test\/_matrix\/key\/v2\/server/);
+      assert.match(fs.readFileSync(dns.logFile, 'utf8'), /query\[SRV\] _matrix-fed\._tcp\.theirs\.test /);
+    });
+    after(async () => {
+      await Promise.all([ours?.stop(), theirs?.stop(), dns?.stop(), wellKnown?.close()]);
+    });
+
+    it('a: SRV _matrix-fed._tcp.theirs.test → fed.theirs.test:<port>, no well-known: admitted, owner', () =>
+      scenario('srv', {
+        records: { a: { ...FED, [THEIRS]: W }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'fed.theirs.test', theirPort)] },
+      }, admitted));
+
+    it('b: well-known delegates to fed.theirs.test:<port>: admitted', () =>
+      scenario('wellknown-port', {
+        records: { a: { ...FED, [THEIRS]: W } },
+        document: { 'm.server': `fed.theirs.test:${theirPort}` },
+      }, admitted));
+
+    it('c: well-known delegates to deleg.test (no port), SRV on deleg.test: admitted, TLS and Host name deleg.test', async () => {
+      // The SRV target is a relay whose certificate is valid for deleg.test only: the login
+      // works only if TLS checks the delegated name (not theirs.test, not the SRV target).
+      const cert = tls.issue('deleg-only', { dns: ['deleg.test'] });
+      const relay = await startTlsProxy({ host: R, port: relayPort, ...cert, upstream: theirs.url });
+      try {
+        await scenario('wellknown-srv', {
+          records: { a: { ...FED, [THEIRS]: W, 'relay.test': R }, srv: [srv('_matrix-fed._tcp.deleg.test', 'relay.test', relayPort)] },
+          document: { 'm.server': 'deleg.test' },
+        }, admitted);
+        assert.ok(relay.seen.length > 0, 'the delegated server was asked');
+        for (const { servername, host } of relay.seen) {
+          assert.equal(servername, 'deleg.test');
+          assert.match(host, /^deleg\.test(:\d+)?$/);
+        }
+      } finally {
+        await relay.close();
+      }
+    });
+
+    it('d: only the deprecated SRV _matrix._tcp.theirs.test: admitted', () =>
+      scenario('srv-deprecated', {
+        records: { a: { ...FED, [THEIRS]: W }, srv: [srv(`_matrix._tcp.${THEIRS}`, 'fed.theirs.test', theirPort)] },
+      }, admitted));
+
+    it('e: no well-known, no SRV: theirs.test port 8448: admitted', () =>
+      scenario('port-8448', { records: { a: { [THEIRS]: T } } }, admitted));
+
+    it('f: SRV target "." (no federation here) refuses, even though port 8448 would answer', () =>
+      scenario('srv-dot', {
+        records: { a: { [THEIRS]: T }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, '.')] },
+      }, async (prosody) => {
+        assert.match(await refused(prosody), /SRV/);
+      }));
+
+    it('g: SRV to a server holding a certificate for its own name, valid for theirs.test: admitted; TLS and Host name theirs.test', async () => {
+      const cert = tls.issue('theirs-only', { dns: [THEIRS] });
+      const relay = await startTlsProxy({ host: R, port: relayPort, ...cert, upstream: theirs.url });
+      try {
+        await scenario('srv-relay', {
+          records: { a: { ...FED, [THEIRS]: W, 'relay.test': R }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'relay.test', relayPort)] },
+        }, admitted);
+        assert.ok(relay.seen.length > 0, 'the SRV target was asked');
+        for (const { servername, host } of relay.seen) {
+          assert.equal(servername, THEIRS);
+          assert.match(host, /^theirs\.test(:\d+)?$/);
+        }
+      } finally {
+        await relay.close();
+      }
+    });
+
+    it('g: SRV to a server whose certificate is valid for the SRV target but not theirs.test: refused, and it never sees the token', async () => {
+      const cert = tls.issue('impostor', { dns: ['relay.test', 'other.test'] });
+      const relay = await startTlsProxy({ host: R, port: relayPort, ...cert, upstream: theirs.url });
+      try {
+        await scenario('srv-impostor', {
+          records: { a: { ...FED, [THEIRS]: W, 'relay.test': R }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'relay.test', relayPort)] },
+        }, async (prosody) => {
+          assert.match(await refused(prosody), /certificate|tls|name/i);
+        });
+        assert.deepEqual(relay.seen, [], 'no request reached the impostor');
+      } finally {
+        await relay.close();
+      }
+    });
+  });
