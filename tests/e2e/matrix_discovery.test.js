@@ -263,4 +263,11 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
         await relay.close();
       }
     });
+
+    it('h: the SRV lookup fails (no answer): refused, even though port 8448 would answer', () =>
+      scenario('srv-timeout', {
+        records: { a: { [THEIRS]: T }, unanswered: [`_tcp.${THEIRS}`] },
+      }, async (prosody) => {
+        assert.match(await refused(prosody), /SRV|DNS|timed out|timeout/i);
+      }));
   });

@@ -38,7 +38,7 @@ export function randomLoopback() {
 export function writeResolvConf(dir, address) {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'resolv.conf');
-  fs.writeFileSync(file, `nameserver ${address}\noptions timeout:2 attempts:2\n`);
+  fs.writeFileSync(file, `nameserver ${address}\noptions timeout:1 attempts:2\n`);
   fs.chmodSync(file, 0o644);
   return file;
 }
@@ -48,9 +48,12 @@ export function writeResolvConf(dir, address) {
  *   a:   { 'host.test': '127.1.2.3' }
  *   srv: [{ name: '_matrix-fed._tcp.host.test', target: 'fed.host.test' | '.', port, priority, weight }]
  *        (target '.' publishes "no such service here")
+ *   unanswered: ['_tcp.host.test']  names in these domains get no answer at all (a DNS failure:
+ *        dnsmasq forwards them to a port where nothing listens, and the asker times out)
  */
-function recordArgs({ a = {}, srv = [] }) {
+function recordArgs({ a = {}, srv = [], unanswered = [] }) {
   const args = Object.entries(a).map(([name, ip]) => `--host-record=${name},${ip}`);
+  for (const domain of unanswered) args.push(`--server=/${domain}/127.0.0.1#1`);
   for (const { name, target, port, priority = 0, weight = 0 } of srv) {
     // dnsmasq's spelling of the "." target is a record without one.
     args.push(target === '.' ? `--srv-host=${name}` : `--srv-host=${name},${target},${port},${priority},${weight}`);
