@@ -6,7 +6,8 @@
 local jid = require "util.jid";
 
 local gatehouse = module:require "gatehouse";
-local room_id_of = gatehouse.native.matrix.room_id;
+-- The same reading of room names as mod_matrix_room_check: the canonical name only.
+local room_id_of = gatehouse.native.matrix.canonical_room_id;
 
 -- A Matrix-verified session joins only its own room's conference (not upstream's, which
 -- checks the room at login only): enabling power sync is enough to get that check.

@@ -7,7 +7,10 @@ local st = require "util.stanza";
 
 local gatehouse = module:require "gatehouse";
 local recheck = module:require "gatehouse_matrix_recheck";
-local room_id_of = gatehouse.native.matrix.room_id;
+-- Only the canonical name (unpadded lower-case base32, as Element's widget names the call)
+-- stands for a Matrix room here: the login also accepts padding ("…=", "…=="), and each of
+-- those is another MUC room, where members of the same Matrix room could meet unseen.
+local room_id_of = gatehouse.native.matrix.canonical_room_id;
 
 -- Longest Matrix room ID (the spec's limit for identifiers), so the refusal text stays short.
 local max_room_id = 255;
@@ -24,11 +27,13 @@ local function printable_room_id(room_jid)
 end
 
 -- Only sessions that mod_auth_matrix_user_verification admitted carry a verified room; the
--- focus and other admins are exempt, as everywhere in Jitsi.
+-- focus and other admins are exempt, as everywhere in Jitsi. Jicofo's health-check rooms are
+-- not: only the focus (an admin) needs them, and for a Matrix session they would be a
+-- conference open to members of any Matrix room.
 local function check_room(event)
 	local session, stanza = event.origin, event.stanza;
 	local verified = session and session.auth_matrix_user_verification_room_id;
-	if verified == nil or gatehouse.is_admin(stanza.attr.from) or gatehouse.is_healthcheck_room(stanza.attr.to) then
+	if verified == nil or gatehouse.is_admin(stanza.attr.from) then
 		return;
 	end
 	if session.auth_matrix_user_verification_revoked then
@@ -42,7 +47,7 @@ local function check_room(event)
 	end
 	refused:add(1);
 	local text = ("Jitsi room does not match Matrix room: verified for %s, not for %s"):format(verified,
-		this_room or "this room (not a Matrix room ID)");
+		this_room or "this room (not a Matrix room ID in unpadded base32)");
 	module:log("warn", "User %s (%s) not allowed to join %s: verified for Matrix room %s",
 		tostring(stanza.attr.from), tostring(session.auth_matrix_user_verification_user_id),
 		jid.bare(stanza.attr.to), verified);

@@ -307,6 +307,20 @@ pub fn room_id_from_name(name: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The Jitsi room name Element's widget gives a Matrix room, as Prosody stores it: unpadded
+/// base32, lower case (MUC room nodes are nodeprepped, hence lower case).
+pub fn room_name(room_id: &str) -> String {
+    BASE32_NOPAD.encode(room_id.as_bytes()).to_ascii_lowercase()
+}
+
+/// The Matrix room ID a MUC room node stands for, only when the node is exactly that room's
+/// [`room_name`]: the login accepts any case and padding (as upstream), but `b32(A)`,
+/// `b32(A)=`, `b32(A)==`… are distinct MUC rooms, and only one of them may be room A's call.
+pub fn room_id_from_canonical_name(node: &str) -> Option<String> {
+    let room_id = room_id_from_name(node).filter(|id| !id.is_empty())?;
+    (room_name(&room_id) == node).then_some(room_id)
+}
+
 /// The question put to UVS: `POST {uvs_base_url}/verify/user_in_room` with this JSON body.
 /// Also the key of the answer cache: the same OpenID token, room and server.
 #[derive(Clone, PartialEq, Eq, Hash)]

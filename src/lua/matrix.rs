@@ -20,6 +20,14 @@ pub fn exports(lua: &Lua) -> Result<Table> {
             Ok(client_text(&name).and_then(|n| matrix::room_id_from_name(&n)))
         })?,
     )?;
+    // `canonical_room_id(node)` → that Matrix room ID only when the MUC room node is exactly its
+    // canonical name (unpadded lower-case base32), else nil: what a join is checked against.
+    t.set(
+        "canonical_room_id",
+        lua.create_function(|_, node: Value| {
+            Ok(client_text(&node).and_then(|n| matrix::room_id_from_canonical_name(&n)))
+        })?,
+    )?;
     Ok(t)
 }
 

@@ -76,6 +76,25 @@ fn test_room_names_that_are_not_base32_of_text_decode_to_nothing() {
 }
 
 #[test]
+fn test_only_the_canonical_room_name_stands_for_its_room_at_join() {
+    let canonical = ROOM_NAME.to_lowercase();
+    assert_eq!(room_name(ROOM_ID), canonical);
+    assert_eq!(room_id_from_canonical_name(&canonical).as_deref(), Some(ROOM_ID));
+    for alias in [format!("{canonical}="), format!("{canonical}=="), ROOM_NAME.to_string()] {
+        assert_eq!(
+            room_id_from_name(&alias).as_deref(),
+            Some(ROOM_ID),
+            "the login accepts {alias}"
+        );
+        assert_eq!(room_id_from_canonical_name(&alias), None, "{alias} is not the canonical name");
+    }
+    assert_eq!(room_id_from_canonical_name("mzxw6"), Some("foo".into()));
+    assert_eq!(room_id_from_canonical_name("mzxw6==="), None);
+    assert_eq!(room_id_from_canonical_name(""), None, "no room ID is empty");
+    assert_eq!(room_id_from_canonical_name("__jicofo-health-check-x"), None);
+}
+
+#[test]
 fn test_element_token_passes_every_check_and_asks_uvs() {
     let v = verifier();
     let call = prepare(&v, Some(&widget_token(element_claims())), Some(&ROOM_NAME.to_lowercase()))

@@ -4,6 +4,7 @@
 // does, every reply shape included, and misbehaves on purpose (slow, garbage, huge, refused).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 
 import { startProsody, MUC_DOMAIN } from './lib/prosody.js';
@@ -149,7 +150,7 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
     // A room that encodes no Matrix room at all is refused too, and named as such.
     const plain = await joinRoom(admin.xmpp, `plainroom@${MUC_DOMAIN}`, 'admin').then(() => null, (e) => e);
     assert.equal(plain?.condition, 'not-allowed');
-    assert.match(plain.text, /verified for !qwertyasdfgh:matrix\.test, not for this room \(not a Matrix room ID\)/);
+    assert.match(plain.text, /verified for !qwertyasdfgh:matrix\.test, not for this room \(not a Matrix room ID in unpadded base32\)/);
   });
 
   it('the focus (a server admin) joins any room; the verified room stays open to its session', async () => {
@@ -158,6 +159,59 @@ describe('matrix_user_verification with power sync, against a UVS stand-in', () 
     await createRoomAsFocus(focus, third);
     const ana = await login({ token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
     assert.equal((await joinAndSync(ana.xmpp, roomJid, 'ana-own')).affiliation, 'member');
+  });
+
+  // The refusal of a room whose name is not exactly its Matrix room ID in Element's base32.
+  const notMatrixRoom = (verified) => `Jitsi room does not match Matrix room: verified for ${verified}, ` +
+    'not for this room (not a Matrix room ID in unpadded base32)';
+  const refusedJoin = (xmpp, room, nick) => joinRoom(xmpp, room, nick).then(() => null, (e) => e);
+
+  it('Jicofo health-check rooms are not open to Matrix sessions (neither created nor joined); the focus uses them', async () => {
+    const focus = clients[0];
+    const existing = `__jicofo-health-check-${serial}@${MUC_DOMAIN}`;
+    await createRoomAsFocus(focus, existing);
+    const ana = await login({ token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    for (const room of [existing, `__jicofo-health-check-new-${serial}@${MUC_DOMAIN}`]) {
+      const err = await refusedJoin(ana.xmpp, room, 'ana-hc');
+      assert.ok(err, `a Matrix session must not get into ${room}`);
+      assert.equal(err.type, 'cancel');
+      assert.equal(err.condition, 'not-allowed');
+      assert.equal(err.text, notMatrixRoom(ROOM_ID));
+    }
+    // The focus still creates (and so can health-check) a room of its own.
+    const self = await createRoomAsFocus(focus, `__jicofo-health-check-focus-${serial}@${MUC_DOMAIN}`);
+    assert.ok(self.statusCodes.includes(110));
+  });
+
+  it('only the canonical name of the verified room opens it: padded aliases (b32(A)=, b32(A)==) are refused', async () => {
+    const ana = await login({ token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    for (const alias of [`${roomName(ROOM_ID)}=`, `${roomName(ROOM_ID)}==`, roomName('!third:matrix.test', { padded: true })]) {
+      const err = await refusedJoin(ana.xmpp, `${alias}@${MUC_DOMAIN}`, 'ana-alias');
+      assert.ok(err, `${alias} must not open a side room`);
+      assert.equal(err.type, 'cancel');
+      assert.equal(err.condition, 'not-allowed');
+      assert.equal(err.text, notMatrixRoom(ROOM_ID));
+    }
+    const self = await joinRoom(ana.xmpp, roomJid, 'ana-canonical');
+    assert.ok(self.statusCodes.includes(110));
+  });
+
+  it('admins are exempt: a Matrix-verified session refused elsewhere is admitted once its JID is an admin', async () => {
+    const ana = await login({ token: widgetToken({ matrix: matrixFor('@ana:matrix.test') }), room: roomName(ROOM_ID) });
+    const err = await refusedJoin(ana.xmpp, otherRoomJid, 'ana-before-admin');
+    assert.equal(err?.condition, 'not-allowed', 'not an admin yet: refused');
+    // The operator lists the session's JID in `admins` and reloads the config (SIGHUP).
+    const bareJid = ana.jid.split('/')[0];
+    const config = fs.readFileSync(prosody.configFile, 'utf8');
+    const listed = config.replace(/^admins = \{/m, `admins = { ${JSON.stringify(bareJid)},`);
+    assert.notEqual(listed, config, 'the global admins option is in the generated config');
+    fs.writeFileSync(prosody.configFile, listed);
+    const mark = prosody.logMark();
+    process.kill(prosody.pid, 'SIGHUP');
+    await prosody.waitForLog(/Reloading configuration file/, 5000, mark);
+    await ping(ana.xmpp); // the reload ran on Prosody's main thread before this answer
+    const self = await joinRoom(ana.xmpp, otherRoomJid, 'ana-admin');
+    assert.ok(self.statusCodes.includes(110), 'an admin joins any room');
   });
 
   it('every other owner grant is refused with not-acceptable', async () => {

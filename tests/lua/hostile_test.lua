@@ -69,6 +69,7 @@ return function(t)
 			answers("jobs.is_job", gatehouse.jobs.is_job, v);
 			if gatehouse.matrix then
 				answers("matrix.room_id", gatehouse.matrix.room_id, v);
+				answers("matrix.canonical_room_id", gatehouse.matrix.canonical_room_id, v);
 			end
 			if gatehouse.issuer then
 				local issuer = assert(gatehouse.issuer.new({ app_id = "a", secret = "s", domain = "meet.test" }));

@@ -19,6 +19,15 @@ return function(t)
 		t.eq(matrix.room_id(nil), nil, "nil");
 	end);
 
+	t.test("matrix: at join, only the canonical room name (unpadded, lower case) stands for its room", function()
+		t.eq(matrix.canonical_room_id(ROOM_NAME), ROOM_ID, "canonical");
+		t.eq(matrix.canonical_room_id(ROOM_NAME.."="), nil, "padded");
+		t.eq(matrix.canonical_room_id(ROOM_NAME.."=="), nil, "padded twice");
+		t.eq(matrix.canonical_room_id(ROOM_NAME:upper()), nil, "upper case (Prosody lowercases nodes)");
+		t.eq(matrix.canonical_room_id("__jicofo-health-check-x"), nil, "a health-check room");
+		t.eq(matrix.canonical_room_id(nil), nil, "nil");
+	end);
+
 	t.test("matrix: a bad config is refused, not raised", function()
 		local v, condition, text = matrix.new_verifier({});
 		t.eq(v, nil, "no url");
