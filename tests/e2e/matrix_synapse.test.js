@@ -167,6 +167,7 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
   describe('the periodic membership re-check (every second here)', () => {
     let roomId;
     const inCall = {};
+    const tokens = {}; // each participant's OpenID token, reused as Element reuses it
     const alice = () => synapse.client(people.alice.access_token);
     const roomPath = () => `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;
     const nickJid = (nick) => `${roomName(roomId)}@${MUC_DOMAIN}/${nick}`;
@@ -180,7 +181,8 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
       await createRoomAsFocus(clients[0], `${roomName(roomId)}@${MUC_DOMAIN}`);
       for (const who of ['bob', 'dave', 'erin', 'fred']) {
         await synapse.client(people[who].access_token)('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
-        inCall[who] = (await widgetLogin(who, roomId)).xmpp;
+        tokens[who] = await openid(who);
+        inCall[who] = (await widgetLogin(who, roomId, { token: tokens[who] })).xmpp;
         const expected = who === 'bob' ? 'owner' : 'member';
         assert.equal(await syncedAffiliation(inCall[who], roomId, who), expected);
       }
@@ -188,7 +190,7 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
 
     for (const [how, action] of [['kicked', 'kick'], ['banned', 'ban']]) {
       const who = how === 'kicked' ? 'dave' : 'erin';
-      it(`a participant ${how} from the Matrix room is removed from the call with a reason, and cannot rejoin`, async () => {
+      it(`a participant ${how} from the Matrix room is removed from the call with a reason, cannot rejoin, and a new login with the same OpenID token is asked again (refused, not admitted from the cache)`, async () => {
         const removed = selfPresence(who, (s) => s.attrs.type === 'unavailable', `${who} removed`);
         await alice()('POST', `${roomPath()}/${action}`, { user_id: people[who].user_id, reason: 'test' });
         const presence = await removed;
@@ -198,6 +200,13 @@ describe(`direct homeserver mode against a real Synapse ${found.version ?? ''}`,
         const again = await joinRoom(inCall[who], `${roomName(roomId)}@${MUC_DOMAIN}`, `${who}-again`).then(() => null, (e) => e);
         assert.equal(again?.condition, 'not-allowed');
         assert.equal(again.text, 'You are no longer a member of the Matrix room');
+        // Within the 30 s the positive answer of their login is cached: the re-check dropped it.
+        const mark = prosody.logMark();
+        const relogin = await widgetLogin(who, roomId, { token: tokens[who] }).then(() => null, (e) => e);
+        assert.ok(relogin, 'a new login with the same OpenID token must be refused');
+        assert.equal(relogin.condition, 'access-denied');
+        assert.equal(relogin.text, 'Token invalid or not in room');
+        assert.doesNotMatch(prosody.readLog(mark), /REQUEST_COMPLETE reason:ok/);
       });
     }
 
