@@ -429,6 +429,25 @@ function lib.later_refusal(event, bare_jid)
 	end
 end
 
+--- Grants `bare_jid` the member affiliation (and, on its first session, the participant role)
+-- that the lobby (-4) and members-only (-5) checks look for, unless a later gate will refuse
+-- this join anyway (lib.later_refusal): then that refusal is sent at once, no membership is
+-- left behind, and true is returned for the pre-join handler to return. `what` names the
+-- caller in the debug log.
+function lib.admit_as_member(event, bare_jid, what)
+	local room = event.room;
+	local refusal = lib.later_refusal(event, bare_jid);
+	if refusal then
+		module:log("debug", "%s: the join of %s to %s is refused anyway (%s)", what, bare_jid, room.jid,
+			refusal.tags[1].tags[1].name);
+		event.origin.send(refusal);
+		return true;
+	end
+	room:set_affiliation(true, bare_jid, "member");
+	if event.is_first_session then event.occupant.role = "participant"; end -- never another's
+	return nil;
+end
+
 --- The lobby a join has to pass: Jitsi's (a lobby room attached), or, without Jitsi's lobby
 -- modules, the room's members-only mode, which gatehouse's modules use in its place.
 function lib.room_has_lobby(room)

@@ -141,12 +141,7 @@ return function (gate, guild_timeout)
 	-- admits (gatehouse.later_refusal): a refused join must leave no affiliation behind that
 	-- would let its user past the guild, the lobby or members-only later without a proof (nor
 	-- lift a ban).
-	local later_refusal = gatehouse.later_refusal;
-
-	local function admit_as_member(event, bare_jid)
-		event.room:set_affiliation(true, bare_jid, "member");
-		if event.is_first_session then event.occupant.role = "participant"; end -- never another's
-	end
+	local later_refusal, admit_as_member = gatehouse.later_refusal, gatehouse.admit_as_member;
 
 	-- Priority -1.5: after token verification (99); before the security bypass (-2), the lobby
 	-- bypass (-3), token moderation (-3.5), the lobby (-4), members-only (-5) and the password
@@ -170,7 +165,7 @@ return function (gate, guild_timeout)
 			-- security bypass (-2) may still supply the password, and grants membership itself.
 			if exempt == "bypass" and not room:get_affiliation(bare_jid) and not later_refusal(event, bare_jid) then
 				module:log("debug", "Guild check bypassed by token for %s in %s", bare_jid, room.jid);
-				admit_as_member(event, bare_jid);
+				return admit_as_member(event, bare_jid, "Guild bypass");
 			end
 			return;
 		end
@@ -180,12 +175,6 @@ return function (gate, guild_timeout)
 			return refuse(event, verdict.condition, verdict.text);
 		end
 		module:log("info", "%s proved %s is in guild %s for %s", bare_jid, verdict.address, guild, room.jid);
-		local refusal = later_refusal(event, bare_jid);
-		if refusal then
-			module:log("debug", "Proven join of %s to %s refused by the room: %s", bare_jid, room.jid, refusal.tags[1].tags[1].name);
-			event.origin.send(refusal);
-			return true;
-		end
-		admit_as_member(event, bare_jid);
+		return admit_as_member(event, bare_jid, "Proven join");
 	end, -1.5);
 end

@@ -33,13 +33,6 @@ module:hook("muc-occupant-pre-join", function (event)
 	-- password check (-20) or the room lock (-30) refuses gets that refusal here, word for word
 	-- as upstream's user gets it there, but without the membership: upstream grants it first and
 	-- leaves it behind (which lets its user past members-only and the lobby later).
-	local refusal = gatehouse.later_refusal(event, bare);
-	if refusal then
-		module:log("debug", "Lobby bypass for %s in %s: the join is refused anyway", bare, room.jid);
-		event.origin.send(refusal);
-		return true;
-	end
-	module:log("debug", "Bypassing lobby for room %s occupant %s", room.jid, bare);
-	occupant.role = "participant";
-	room:set_affiliation(true, bare, "member");
+	if gatehouse.admit_as_member(event, bare, "Lobby bypass") then return true; end
+	module:log("debug", "Bypassed lobby for room %s occupant %s", room.jid, bare);
 end, -3);

@@ -90,14 +90,7 @@ module:hook("muc-occupant-pre-join", function (event)
 			-- After the password is supplied: only the room lock (-30), or a ban, can still refuse.
 			-- That refusal comes here, as upstream's user gets it there, but without the
 			-- membership upstream grants first and leaves behind.
-			local refusal = gatehouse.later_refusal(event, bare);
-			if refusal then
-				module:log("debug", "Security bypass for %s in %s: the join is refused anyway", bare, room.jid);
-				event.origin.send(refusal);
-				return true;
-			end
-			occupant.role = "participant";
-			room:set_affiliation(true, bare, "member");
+			if gatehouse.admit_as_member(event, bare, "Security bypass") then return true; end
 		end
 	end
 	if #steps > 0 then
