@@ -23,7 +23,7 @@ import path from 'node:path';
 import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
 import { freePorts } from './lib/net.js';
-import { findSynapse, startSynapse } from './lib/synapse.js';
+import { findSynapse, startSynapse, federatedRoom } from './lib/synapse.js';
 import { findDnsmasq, startDns, randomLoopback, writeResolvConf } from './lib/dns.js';
 import { startWellKnownServer } from './lib/wellknown.js';
 import { startTlsProxy } from './lib/tlsproxy.js';
@@ -167,15 +167,8 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       people.carol = await theirs.register('carol');
       assert.equal(people.carol.user_id, `@carol:${THEIRS}`);
 
-      const alice = ours.client(people.alice.access_token);
-      ({ room_id: roomId } = await alice('POST', '/_matrix/client/v3/createRoom', {
-        room_version: '10', preset: 'public_chat',
-        power_level_content_override: { users: { [people.alice.user_id]: 100, [people.carol.user_id]: 50 } },
-      }));
-      const carol = theirs.client(people.carol.access_token);
-      await carol('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${encodeURIComponent(ours.serverName)}`, {});
-      const members = await ours.client(admin.access_token)('GET', `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/members`);
-      assert.ok(members.members.includes(people.carol.user_id), 'carol joined over federation');
+      // Alice's room on our server; Carol (their server) joins it over federation with power 50.
+      roomId = await federatedRoom({ ours, theirs, admin, owner: people.alice, guest: people.carol });
       // To check the join, ours fetched theirs' signing key: theirs.test has no well-known and
       // nothing on port 8448 here, so ours' own discovery can only have come by the SRV record.
       assert.match(fs.readFileSync(ours.logFile, 'utf8'),

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
 import { freePorts } from './lib/net.js';
-import { findSynapse, startSynapse } from './lib/synapse.js';
+import { findSynapse, startSynapse, federatedRoom } from './lib/synapse.js';
 import { makeTestCa } from './lib/testca.js';
 import { roomName } from './lib/uvs.js';
 import * as jwt from './lib/jwt.js';
@@ -74,15 +74,7 @@ describe(`homeserver mode with a user of another homeserver (two real Synapse ${
     assert.equal(people.carol.user_id, `@carol:${THEIR_HOST}`);
 
     // Alice's room on our server; Carol (their server) joins it over federation with power 50.
-    const alice = ours.client(people.alice.access_token);
-    ({ room_id: roomId } = await alice('POST', '/_matrix/client/v3/createRoom', {
-      room_version: '10', preset: 'public_chat',
-      power_level_content_override: { users: { [people.alice.user_id]: 100, [people.carol.user_id]: 50 } },
-    }));
-    const carol = theirs.client(people.carol.access_token);
-    await carol('POST', `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${encodeURIComponent(ours.serverName)}`, {});
-    const members = await ours.client(admin.access_token)('GET', `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/members`);
-    assert.ok(members.members.includes(people.carol.user_id), 'carol joined over federation');
+    roomId = await federatedRoom({ ours, theirs, admin, owner: people.alice, guest: people.carol });
 
     prosody = await startProsody({
       name: 'matrix-federation',

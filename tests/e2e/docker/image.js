@@ -20,6 +20,7 @@ import path from 'node:path';
 
 import { REPO_ROOT, RUN_ROOT, DEFAULT_PLUGIN_PATHS } from '../lib/prosody.js';
 import { freePorts } from '../lib/net.js';
+import { terminate } from '../lib/process.js';
 
 export const UPSTREAM = path.resolve(REPO_ROOT, '../shared/upstream');
 const IMAGE = path.join(UPSTREAM, 'docker-jitsi-meet');
@@ -165,20 +166,14 @@ export async function startImageProsody({ name = 'docker', dotenv = {}, startTim
   fs.closeSync(out);
   child.unref();
   let exited = null;
-  const gone = new Promise((resolve) => child.once('exit', (code, signal) => { exited = { code, signal }; resolve(); }));
+  child.once('exit', (code, signal) => { exited = { code, signal }; });
   process.once('exit', () => child.kill('SIGKILL'));
 
   const handle = {
     dir, httpPort, c2sPort, env, logFile, focusPassword,
     readLog: () => fs.readFileSync(logFile, 'utf8'),
     config: (file = 'prosody.cfg.lua') => fs.readFileSync(path.join(config, file), 'utf8'),
-    stop: async () => {
-      if (exited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(timer);
-    },
+    stop: () => terminate(child),
   };
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {

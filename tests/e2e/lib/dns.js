@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { RUN_ROOT } from './prosody.js';
+import { terminate } from './process.js';
 
 const live = new Set();
 process.on('exit', () => { for (const child of live) { try { child.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -83,11 +84,10 @@ export async function startDns({ bin = findDnsmasq().bin, address = randomLoopba
   live.add(child);
   child.unref();
   let exited = null;
-  const gone = new Promise((resolve) => child.once('exit', (code, signal) => {
+  child.once('exit', (code, signal) => {
     exited = { code, signal };
     live.delete(child);
-    resolve();
-  }));
+  });
 
   // Ready when it answers: any answer from it (NXDOMAIN included) will do.
   const resolver = new dns.promises.Resolver({ timeout: 300, tries: 1 });
@@ -107,12 +107,6 @@ export async function startDns({ bin = findDnsmasq().bin, address = randomLoopba
 
   return {
     address, logFile,
-    stop: async () => {
-      if (exited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(timer);
-    },
+    stop: () => terminate(child),
   };
 }

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { RUN_ROOT } from './prosody.js';
 import { freePorts } from './net.js';
 import { withResolvConf } from './mountns.js';
+import { terminate } from './process.js';
 
 const live = new Set();
 process.on('exit', () => { for (const child of live) { try { child.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -137,13 +138,23 @@ export async function startSynapse({ python, serverName = 'matrix.test', federat
 
   return {
     url, serverName, dir, logFile, register, client,
-    stop: async () => {
-      if (exited) return;
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(timer);
-    },
+    stop: () => terminate(child),
   };
+}
+
+/**
+ * A room on `ours` created by `owner` (a user of ours) and joined over federation by `guest`
+ * (a user of `theirs`), who gets power 50; `admin` (a server admin of ours) checks the join.
+ * Users are `{ user_id, access_token }` as `register` gives them. Resolves the room ID.
+ */
+export async function federatedRoom({ ours, theirs, admin, owner, guest }) {
+  const { room_id: roomId } = await ours.client(owner.access_token)('POST', '/_matrix/client/v3/createRoom', {
+    room_version: '10', preset: 'public_chat',
+    power_level_content_override: { users: { [owner.user_id]: 100, [guest.user_id]: 50 } },
+  });
+  const room = encodeURIComponent(roomId);
+  await theirs.client(guest.access_token)('POST', `/_matrix/client/v3/join/${room}?server_name=${encodeURIComponent(ours.serverName)}`, {});
+  const { members } = await ours.client(admin.access_token)('GET', `/_synapse/admin/v1/rooms/${room}/members`);
+  if (!members.includes(guest.user_id)) throw new Error(`${guest.user_id} did not join ${roomId} over federation`);
+  return roomId;
 }
