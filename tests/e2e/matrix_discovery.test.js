@@ -23,13 +23,12 @@ import path from 'node:path';
 import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
 import { freePorts } from './lib/net.js';
-import { findSynapse, startSynapse, federatedRoom } from './lib/synapse.js';
+import { findSynapse, startSynapse, federatedRoom, openidToken, widgetLogin } from './lib/synapse.js';
 import { findDnsmasq, startDns, randomLoopback, writeResolvConf } from './lib/dns.js';
 import { startWellKnownServer } from './lib/wellknown.js';
 import { startTlsProxy } from './lib/tlsproxy.js';
 import { makeTestCa } from './lib/testca.js';
 import { roomName } from './lib/uvs.js';
-import * as jwt from './lib/jwt.js';
 
 const synapse = findSynapse();
 const dnsmasq = findDnsmasq();
@@ -66,19 +65,8 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
     const roomJid = () => `${roomName(roomId)}@${MUC_DOMAIN}`;
     const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-    async function openid(server, who) {
-      const { user_id: userId, access_token: token } = people[who];
-      const reply = await server.client(token)('POST', `/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {});
-      return reply.access_token;
-    }
-
-    function widget(who, token, serverName) {
-      const claims = {
-        iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
-        context: { user: { name: who }, matrix: { token, room_id: roomId, server_name: serverName } },
-      };
-      return { token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) };
-    }
+    const openid = (server, who) => openidToken(server, people[who]);
+    const widget = (who, openid, serverName) => widgetLogin({ roomId, name: who, openid, serverName });
 
     /** Serves `records` (restarting dnsmasq on the same address) and `document` at W. */
     async function publish(records, document = null) {

@@ -13,10 +13,9 @@ import path from 'node:path';
 import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
 import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
 import { freePorts } from './lib/net.js';
-import { findSynapse, startSynapse, federatedRoom } from './lib/synapse.js';
+import { findSynapse, startSynapse, federatedRoom, openidToken, widgetLogin } from './lib/synapse.js';
 import { makeTestCa } from './lib/testca.js';
 import { roomName } from './lib/uvs.js';
-import * as jwt from './lib/jwt.js';
 
 const found = findSynapse();
 // Their server name: an IP literal of its own on loopback (any 127.x.y.z is ours to bind), so
@@ -43,19 +42,8 @@ describe(`homeserver mode with a user of another homeserver (two real Synapse ${
     ...extra,
   });
 
-  async function openid(server, who) {
-    const { user_id: userId, access_token: token } = people[who];
-    const reply = await server.client(token)('POST', `/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {});
-    return reply.access_token;
-  }
-
-  function widget(who, token, serverName) {
-    const claims = {
-      iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
-      context: { user: { name: who }, matrix: { token, room_id: roomId, server_name: serverName } },
-    };
-    return { token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) };
-  }
+  const openid = (server, who) => openidToken(server, people[who]);
+  const widget = (who, openid, serverName) => widgetLogin({ roomId, name: who, openid, serverName });
 
   before(async () => {
     tls = makeTestCa(path.join(RUN_ROOT, `federation-ca-${crypto.randomBytes(4).toString('hex')}`),

@@ -14,6 +14,8 @@ import { RUN_ROOT } from './prosody.js';
 import { freePorts } from './net.js';
 import { withResolvConf } from './mountns.js';
 import { terminate } from './process.js';
+import * as jwt from './jwt.js';
+import { roomName } from './uvs.js';
 
 const live = new Set();
 process.on('exit', () => { for (const child of live) { try { child.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -157,4 +159,22 @@ export async function federatedRoom({ ours, theirs, admin, owner, guest }) {
   const { members } = await ours.client(admin.access_token)('GET', `/_synapse/admin/v1/rooms/${room}/members`);
   if (!members.includes(guest.user_id)) throw new Error(`${guest.user_id} did not join ${roomId} over federation`);
   return roomId;
+}
+
+/** An OpenID token of `person` (`{ user_id, access_token }`) from `server`, as Element's widget asks for one. */
+export async function openidToken(server, person) {
+  const path = `/_matrix/client/v3/user/${encodeURIComponent(person.user_id)}/openid/request_token`;
+  return (await server.client(person.access_token)('POST', path, {})).access_token;
+}
+
+/**
+ * The login Element's Jitsi widget makes for `roomId`: `?token=` (an HS256 JWT with the secret
+ * "notused", carrying the OpenID token and the homeserver's name) and `?room=`.
+ */
+export function widgetLogin({ roomId, name, openid, serverName }) {
+  const claims = {
+    iss: 'meet.test', sub: 'meet.test', aud: 'https://meet.test', room: '*',
+    context: { user: { name }, matrix: { token: openid, room_id: roomId, server_name: serverName } },
+  };
+  return { token: jwt.sign(claims, { alg: 'HS256', key: 'notused' }), room: roomName(roomId) };
 }
