@@ -15,7 +15,8 @@
 #                   test against the installed files on Prosody 0.12 and 13
 #   make test-docker-config  docker-jitsi-meet's config rendered by its own templates, run in
 #                   Prosody 13 with jitsi-meet's plugins and gatehouse's
-#   make bench      benchmarks (native calls from Lua, connect+auth+join, remote calls under load)
+#   make bench      benchmarks (native calls from Lua, connect+auth+join, remote calls under load,
+#                   HTTPS key fetches)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 60) each; fails on any crash
 #   make install    copy dist/prosody-plugins/ into $(DESTDIR)$(PLUGIN_DIR)
 
@@ -207,6 +208,7 @@ bench: deps-run build
 	node tests/bench/connect.mjs
 	node tests/bench/remote.mjs
 	node tests/bench/expiry.mjs
+	node tests/bench/https.mjs
 
 clean:
 	rm -rf dist target tests/e2e/.run

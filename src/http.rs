@@ -10,11 +10,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::config::Config;
-use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 
 use crate::jobs;
 
@@ -94,7 +97,7 @@ impl std::error::Error for HttpError {}
 
 /// `GET url` with the given headers.
 pub fn get(url: &str, headers: &[(&str, &str)], limits: Limits) -> Result<Reply, HttpError> {
-    let mut request = agent(within_deadline(limits)?).get(url);
+    let mut request = agent(within_deadline(limits)?, DefaultResolver::default()).get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -108,8 +111,9 @@ pub fn post_json(
     body: &serde_json::Value,
     limits: Limits,
 ) -> Result<Reply, HttpError> {
-    let mut request =
-        agent(within_deadline(limits)?).post(url).header("Content-Type", "application/json");
+    let mut request = agent(within_deadline(limits)?, DefaultResolver::default())
+        .post(url)
+        .header("Content-Type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -126,12 +130,8 @@ pub fn get_pinned(
     limits: Limits,
     addrs: &[SocketAddr],
 ) -> Result<Reply, HttpError> {
-    let agent = ureq::Agent::with_parts(
-        agent_config(within_deadline(limits)?),
-        DefaultConnector::default(),
-        Pinned(addrs.iter().take(16).copied().collect()),
-    );
-    let mut request = agent.get(url);
+    let pinned = Pinned(addrs.iter().take(16).copied().collect());
+    let mut request = agent(within_deadline(limits)?, pinned).get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -166,14 +166,58 @@ fn within_deadline(limits: Limits) -> Result<Limits, HttpError> {
     Ok(Limits { timeout: limits.timeout.min(left), ..limits })
 }
 
-/// An agent is cheap to build and holds no state we want shared between calls (a pooled
-/// connection to a server that hangs would only spread the hang), so each call gets its own.
-fn agent(limits: Limits) -> ureq::Agent {
-    agent_config(limits).into()
+/// Each call gets its own agent, so its own connection pool: a pooled connection to a server
+/// that hangs would only spread the hang. What is worth sharing is the connector: its TLS
+/// client config holds the root store, parsed from every trusted certificate (~150 from a
+/// distribution's store) when the first HTTPS call connects, and TLS sessions to resume.
+/// Calls share one connector for as long as the trust configuration they were built from is
+/// in force (see [`crate::trust`]); `resolver` decides where a call connects.
+fn agent(limits: Limits, resolver: impl Resolver) -> ureq::Agent {
+    let (roots, generation) = crate::trust::root_certs();
+    ureq::Agent::with_parts(agent_config(limits, roots), shared_connector(generation), resolver)
+}
+
+/// The connector for trust configuration `generation`, made on first use.
+fn shared_connector(generation: u64) -> SharedConnector {
+    static CURRENT: ConnectorSlot = Mutex::new(None);
+    connector_in(&CURRENT, generation)
+}
+
+type ConnectorSlot = Mutex<Option<(u64, SharedConnector)>>;
+
+/// The connector `slot` holds for `generation`, or a new one that replaces the one it held.
+fn connector_in(slot: &ConnectorSlot, generation: u64) -> SharedConnector {
+    let mut current = slot.lock().unwrap_or_else(|e| e.into_inner());
+    match current.as_ref() {
+        Some((made_for, connector)) if *made_for == generation => connector.clone(),
+        _ => {
+            let connector = SharedConnector(Arc::new(DefaultConnector::default()));
+            *current = Some((generation, connector.clone()));
+            connector
+        }
+    }
+}
+
+/// ureq's default connector chain (TCP, then rustls), shared between agents.
+#[derive(Debug, Clone)]
+struct SharedConnector(Arc<DefaultConnector>);
+
+impl Connector for SharedConnector {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        self.0.connect(details, chained)
+    }
 }
 
 /// The settings of every agent: one place, so pinned and ordinary calls trust the same CAs.
-fn agent_config(limits: Limits) -> Config {
+/// The TLS settings must not vary between calls of one trust configuration: the shared
+/// connector builds its TLS client config from the first call's and keeps it.
+fn agent_config(limits: Limits, roots: ureq::tls::RootCerts) -> Config {
     ureq::Agent::config_builder()
         .timeout_global(Some(limits.timeout))
         .http_status_as_error(false)
@@ -187,7 +231,7 @@ fn agent_config(limits: Limits) -> Config {
         .output_buffer_size(16 * 1024)
         // The system's CAs plus the operator's extra file (see crate::trust), not just the
         // public roots compiled in: key servers and UVS often sit behind a company CA.
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(crate::trust::root_certs()).build())
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .build()
 }
 
@@ -304,6 +348,16 @@ mod tests {
         assert_eq!(origin("http://[::1]/x"), "http://[::1]:80");
         assert_eq!(origin("http://[::1]:9/x"), "http://[::1]:9");
         assert_eq!(origin("not a url"), "not a url");
+    }
+
+    #[test]
+    fn test_one_connector_per_trust_configuration() {
+        let slot = Mutex::new(None);
+        let first = connector_in(&slot, 1);
+        assert!(Arc::ptr_eq(&first.0, &connector_in(&slot, 1).0), "reused while in force");
+        let second = connector_in(&slot, 2);
+        assert!(!Arc::ptr_eq(&first.0, &second.0), "a new trust configuration, a new one");
+        assert!(Arc::ptr_eq(&second.0, &connector_in(&slot, 2).0));
     }
 
     #[test]

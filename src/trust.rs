@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ureq::tls::{Certificate, PemItem, RootCerts};
@@ -47,9 +48,12 @@ struct Trust {
     roots: RootCerts,
     ca_file: Option<PathBuf>,
     summary: Summary,
+    /// Which load this is: TLS state built from `roots` may be kept for as long as it holds.
+    generation: u64,
 }
 
 static TRUST: RwLock<Option<Arc<Trust>>> = RwLock::new(None);
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Loads the system's store plus `ca_file` (if any) and makes them what every later HTTPS call
 /// trusts. Calling it again with the same file is a no-op; with another file it reloads.
@@ -73,14 +77,16 @@ pub fn configure(ca_file: Option<&Path>) -> Result<Summary, String> {
 }
 
 /// The roots an HTTPS call trusts now (reading the system store on first use if
-/// [`configure`] never ran).
-pub(crate) fn root_certs() -> RootCerts {
+/// [`configure`] never ran), and the generation of that trust configuration: a number that
+/// changes whenever [`configure`] loads another one, so TLS state built from the roots (the
+/// parsed root store) can be shared for exactly as long as they are in force.
+pub(crate) fn root_certs() -> (RootCerts, u64) {
     if let Some(current) = TRUST.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return current.roots.clone();
+        return (current.roots.clone(), current.generation);
     }
     let mut slot = TRUST.write().unwrap_or_else(|e| e.into_inner());
     let trust = slot.get_or_insert_with(|| Arc::new(build(system_store(), Vec::new(), None)));
-    trust.roots.clone()
+    (trust.roots.clone(), trust.generation)
 }
 
 fn build(
@@ -92,7 +98,8 @@ fn build(
     let summary = Summary { system: system.len(), extra: extra.len(), built_in };
     let roots =
         if built_in { RootCerts::WebPki } else { RootCerts::from(system.into_iter().chain(extra)) };
-    Trust { roots, ca_file: ca_file.map(Path::to_path_buf), summary }
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+    Trust { roots, ca_file: ca_file.map(Path::to_path_buf), summary, generation }
 }
 
 /// The system's store. Unreadable entries in it are skipped, as OpenSSL does.
