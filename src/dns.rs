@@ -249,15 +249,35 @@ fn over_tcp(server: SocketAddr, query: &[u8], until: Instant) -> Result<Vec<u8>,
     };
     let mut stream = TcpStream::connect_timeout(&server, left(until)?).map_err(timeout_or_io)?;
     stream.set_write_timeout(Some(left(until)?)).map_err(io)?;
-    stream.set_read_timeout(Some(left(until)?)).map_err(io)?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     stream.write_all(&framed).map_err(timeout_or_io)?;
     let mut length = [0u8; 2];
-    stream.read_exact(&mut length).map_err(timeout_or_io)?;
+    read_all_by(&mut stream, &mut length, until)?;
     let mut reply = vec![0u8; u16::from_be_bytes(length).into()];
-    stream.read_exact(&mut reply).map_err(timeout_or_io)?;
+    read_all_by(&mut stream, &mut reply, until)?;
     Ok(reply)
+}
+
+/// Fills `buffer` from `stream` by `until`. Each read waits only for what is left of the time,
+/// so a server that sends its reply a byte at a time cannot stretch the wait (a read timeout
+/// alone bounds each read, not the whole).
+fn read_all_by(stream: &mut TcpStream, buffer: &mut [u8], until: Instant) -> Result<(), DnsError> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DnsError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        match stream.read(&mut buffer[filled..]) {
+            Ok(0) => return Err(DnsError::Io("connection closed before the whole answer".into())),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(timeout_or_io(e)),
+        }
+    }
+    Ok(())
 }
 
 fn random_id() -> u16 {

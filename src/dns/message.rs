@@ -148,8 +148,8 @@ impl Reader<'_> {
     }
 
     /// A name, following compression pointers (RFC 1035 §4.1.4), as dotted text without the
-    /// final dot; the root is "". Pointers must point before where they are, which rules out
-    /// loops; labels are kept to letters, digits, `-` and `_` so a name can be logged as is.
+    /// final dot; the root is "". Pointers must point before where they are, so a chain of
+    /// them ends, and any loop through a label meets the 255-byte limit; labels are kept to letters, digits, `-` and `_` so a name can be logged as is.
     fn name(&mut self) -> Result<String, BadAnswer> {
         let mut name = String::new();
         let mut at = self.at;

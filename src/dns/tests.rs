@@ -16,6 +16,8 @@ enum Script {
     StrayThenAnswer,
     /// The TC bit; the full answer over TCP on the same port.
     Truncated,
+    /// The TC bit; then over TCP the full answer a byte every 50 ms.
+    TruncatedThenDrip,
     /// RCODE 2.
     ServerFailure,
     /// Nothing at all.
@@ -55,7 +57,7 @@ fn nameserver(script: Vec<Script>) -> SocketAddr {
                     udp.send_to(&stray, client).unwrap();
                     udp.send_to(&reply(query, 0, true), client).unwrap();
                 }
-                Script::Truncated => {
+                Script::Truncated | Script::TruncatedThenDrip => {
                     udp.send_to(&reply(query, 0x0200, false), client).unwrap();
                     let (mut stream, _) = tcp.accept().unwrap();
                     let mut length = [0u8; 2];
@@ -63,8 +65,18 @@ fn nameserver(script: Vec<Script>) -> SocketAddr {
                     let mut query = vec![0u8; u16::from_be_bytes(length).into()];
                     stream.read_exact(&mut query).unwrap();
                     let full = reply(&query, 0, true);
-                    stream.write_all(&(full.len() as u16).to_be_bytes()).unwrap();
-                    stream.write_all(&full).unwrap();
+                    let mut framed = (full.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&full);
+                    if let Script::Truncated = step {
+                        stream.write_all(&framed).unwrap();
+                        continue;
+                    }
+                    for byte in framed {
+                        thread::sleep(Duration::from_millis(50));
+                        if stream.write_all(&[byte]).is_err() {
+                            break; // the client gave up, as it should
+                        }
+                    }
                 }
                 Script::ServerFailure => drop(udp.send_to(&reply(query, 2, false), client)),
                 Script::Silent => {}
@@ -103,6 +115,19 @@ fn test_a_stray_datagram_is_ignored() {
 fn test_a_truncated_answer_is_asked_again_over_tcp() {
     let server = nameserver(vec![Script::Truncated]);
     assert_eq!(lookup_srv(NAME, &conf(vec![server], 1000), soon()), Ok(expected()));
+}
+
+#[test]
+fn test_a_tcp_answer_that_drips_in_fails_by_the_timeout() {
+    // Every byte comes well within the timeout, but the whole answer (~70 bytes) would take
+    // 3.5 s: the timeout bounds the whole answer, not each read.
+    let server = nameserver(vec![Script::TruncatedThenDrip]);
+    let started = Instant::now();
+    let conf =
+        ResolvConf { nameservers: vec![server], timeout: Duration::from_millis(400), attempts: 1 };
+    assert_eq!(lookup_srv(NAME, &conf, soon()), Err(DnsError::Timeout));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 #[test]
