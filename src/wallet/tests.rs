@@ -88,7 +88,7 @@ fn test_generated_keys_sign_and_recover_with_either_v_encoding() {
 /// EIP-2098: r ‖ (yParity << 255 | s).
 fn compact(signature: &[u8]) -> Vec<u8> {
     let mut out = signature[..64].to_vec();
-    if signature[64] % 2 == 0 {
+    if signature[64].is_multiple_of(2) {
         out[32] |= 0x80; // v 28 (or 1): parity 1
     }
     out
