@@ -13,7 +13,12 @@
 pub mod message;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, ToSocketAddrs, UdpSocket,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -51,8 +56,11 @@ pub enum DnsError {
     ServerFailure(u8),
     /// An answer broke the DNS format.
     Malformed(&'static str),
-    /// The network refused (no route, connection refused, ...).
+    /// The network refused (no route, connection refused, ...), or the system's resolver
+    /// found no address.
     Io(String),
+    /// Too many of the system resolver's lookups are still running (see [`lookup_host`]).
+    Busy,
 }
 
 impl std::fmt::Display for DnsError {
@@ -62,6 +70,7 @@ impl std::fmt::Display for DnsError {
             DnsError::ServerFailure(rcode) => write!(f, "DNS server failure (RCODE {rcode})"),
             DnsError::Malformed(why) => write!(f, "malformed DNS answer: {why}"),
             DnsError::Io(text) => write!(f, "DNS: {text}"),
+            DnsError::Busy => write!(f, "too many address lookups still running"),
         }
     }
 }
@@ -93,9 +102,9 @@ impl ResolvConf {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("nameserver") => {
-                    let ip = words.next().and_then(|ip| ip.parse::<IpAddr>().ok());
-                    if let Some(ip) = ip.filter(|_| conf.nameservers.len() < MAXNS) {
-                        conf.nameservers.push(SocketAddr::new(ip, 53));
+                    let server = words.next().and_then(nameserver_address);
+                    if let Some(server) = server.filter(|_| conf.nameservers.len() < MAXNS) {
+                        conf.nameservers.push(server);
                     }
                 }
                 Some("options") => {
@@ -116,6 +125,19 @@ impl ResolvConf {
         }
         conf
     }
+}
+
+/// A `nameserver` address: an IP, or a link-local IPv6 with its interface
+/// (`fe80::1%eth0`, as NetworkManager writes it; or `%2`, the interface's index).
+fn nameserver_address(text: &str) -> Option<SocketAddr> {
+    let Some((ip, interface)) = text.split_once('%') else {
+        return Some(SocketAddr::new(text.parse().ok()?, 53));
+    };
+    let scope = interface.parse().ok().or_else(|| {
+        let path = format!("/sys/class/net/{interface}/ifindex");
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })?;
+    Some(SocketAddrV6::new(ip.parse().ok()?, 53, 0, scope).into())
 }
 
 /// The SRV records of `name` (a DNS name such as `_matrix-fed._tcp.example.org`), asking the
@@ -179,6 +201,67 @@ pub fn random_up_to(n: u32) -> u32 {
         return 0;
     }
     (u64::from(u32::from_be_bytes(bytes)) % (u64::from(n) + 1)) as u32
+}
+
+/// The addresses of `host` on `port` from the system's resolver (getaddrinfo: /etc/hosts,
+/// nsswitch, resolv.conf), by `deadline`. getaddrinfo takes no timeout and, for a name whose
+/// nameservers are silent, may take `timeout` × `attempts` × nameservers (30 s by default):
+/// so it runs on a thread of its own, left to finish alone when the deadline comes, and at
+/// most [`MAX_PENDING_LOOKUPS`] such threads run at a time. An IP literal needs no lookup.
+pub fn lookup_host(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, DnsError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    static PENDING: AtomicUsize = AtomicUsize::new(0);
+    let host = host.to_string();
+    let found = by_deadline(&PENDING, MAX_PENDING_LOOKUPS, deadline, move || {
+        (host.as_str(), port).to_socket_addrs().map(Iterator::collect).map_err(|e| e.to_string())
+    })?;
+    found.map_err(DnsError::Io)
+}
+
+/// At most this many getaddrinfo threads still running after their caller gave up: beyond it,
+/// a lookup fails at once ([`DnsError::Busy`]) rather than add threads without bound.
+const MAX_PENDING_LOOKUPS: usize = 64;
+
+/// Runs `work` on a thread of its own and waits for its result until `deadline`, counting the
+/// thread in `pending` (at most `max`) until it ends, whether or not anyone still waits.
+fn by_deadline<T: Send + 'static>(
+    pending: &'static AtomicUsize,
+    max: usize,
+    deadline: Instant,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DnsError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(DnsError::Timeout);
+    }
+    let counted =
+        pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+    if counted.is_err() {
+        return Err(DnsError::Busy);
+    }
+    // Released when the thread ends, or when it could not start (the closure is dropped).
+    struct Running(&'static AtomicUsize);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let running = Running(pending);
+    let (sender, receiver) = mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("gatehouse-lookup".into())
+        .spawn(move || {
+            let _running = running;
+            let _ = sender.send(work()); // the caller may have gone
+        })
+        .map_err(io)?;
+    match receiver.recv_timeout(left) {
+        Ok(result) => Ok(result),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(DnsError::Timeout),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(DnsError::Io("the lookup failed".into())),
+    }
 }
 
 /// The C library's limit on nameservers used.

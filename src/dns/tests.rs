@@ -41,9 +41,8 @@ fn reply(query: &[u8], flags: u16, with_record: bool) -> Vec<u8> {
 /// A nameserver on loopback (UDP, and TCP on the same port) that answers one query per
 /// script entry, then stops.
 fn nameserver(script: Vec<Script>) -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (udp, tcp) = udp_and_tcp_on_one_port();
     let address = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(address).unwrap();
     thread::spawn(move || {
         for step in script {
             let mut query = [0u8; 512];
@@ -84,6 +83,18 @@ fn nameserver(script: Vec<Script>) -> SocketAddr {
         }
     });
     address
+}
+
+/// A UDP and a TCP socket on the same loopback port. The port the kernel picks for UDP may be
+/// taken for TCP (another test's connection), so a few ports are tried.
+fn udp_and_tcp_on_one_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }
 
 fn conf(nameservers: Vec<SocketAddr>, timeout_ms: u64) -> ResolvConf {
@@ -162,11 +173,16 @@ fn test_a_silent_nameserver_fails_by_the_deadline() {
 fn test_resolv_conf_is_read_as_glibc_reads_it() {
     let conf = ResolvConf::parse(
         "# comment\nsearch example.org\nnameserver 10.0.0.1\nnameserver ::1\n\
-         nameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n\
+         nameserver fe80::1%no-such-interface\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n\
          options ndots:2 timeout:3 attempts:9\n",
     );
     let ns = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 53);
     assert_eq!(conf.nameservers, vec![ns("10.0.0.1"), ns("::1"), ns("10.0.0.2")]);
+    // A link-local nameserver names its interface (lo is index 1 on Linux), or its index.
+    let scoped = ResolvConf::parse("nameserver fe80::1%lo\nnameserver fe80::2%7\n");
+    let link_local =
+        |ip: &str, scope| SocketAddr::from(SocketAddrV6::new(ip.parse().unwrap(), 53, 0, scope));
+    assert_eq!(scoped.nameservers, vec![link_local("fe80::1", 1), link_local("fe80::2", 7)]);
     assert_eq!(conf.timeout, Duration::from_secs(3));
     assert_eq!(conf.attempts, 5, "attempts are capped at 5");
 
@@ -200,4 +216,35 @@ fn test_weights_pick_within_a_priority() {
     let first_heavy =
         (0..2000).filter(|_| in_order(&records, random_up_to)[0].target == "heavy").count();
     assert!((1500..=1800).contains(&first_heavy), "{first_heavy}");
+}
+
+#[test]
+fn test_host_lookups_use_the_system_resolver_and_skip_ip_literals() {
+    let found = lookup_host("localhost", 8448, soon()).unwrap();
+    assert!(!found.is_empty() && found.iter().all(|a| a.ip().is_loopback() && a.port() == 8448));
+    assert_eq!(
+        lookup_host("127.9.9.9", 1, Instant::now()),
+        Ok(vec!["127.9.9.9:1".parse().unwrap()])
+    );
+    assert!(matches!(lookup_host("no-such-host.invalid", 1, soon()), Err(DnsError::Io(_))));
+    assert_eq!(lookup_host("localhost", 1, Instant::now()), Err(DnsError::Timeout));
+}
+
+#[test]
+fn test_a_slow_lookup_is_left_behind_at_the_deadline_and_counted_until_it_ends() {
+    static PENDING: AtomicUsize = AtomicUsize::new(0);
+    let slow = || thread::sleep(Duration::from_millis(600));
+    let started = Instant::now();
+    let until = started + Duration::from_millis(100);
+    assert_eq!(by_deadline(&PENDING, 2, until, slow), Err(DnsError::Timeout));
+    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert_eq!(
+        by_deadline(&PENDING, 2, Instant::now() + Duration::from_millis(50), slow),
+        Err(DnsError::Timeout)
+    );
+    // Two threads still run: a third lookup is refused at once rather than add a thread.
+    assert_eq!(by_deadline(&PENDING, 2, soon(), || 7), Err(DnsError::Busy));
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(PENDING.load(Ordering::Acquire), 0);
+    assert_eq!(by_deadline(&PENDING, 2, soon(), || 7), Ok(7));
 }
