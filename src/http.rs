@@ -75,6 +75,8 @@ pub enum HttpError {
     Redirect {
         /// The redirect status.
         status: u16,
+        /// Where to, as sent (`Location`), when there is one of at most 2 KiB.
+        location: Option<String>,
     },
     /// Connection refused or reset, DNS failure, TLS failure, bad URL and the like.
     Transport(String),
@@ -85,7 +87,7 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Timeout { after } => write!(f, "timed out after {} ms", after.as_millis()),
             HttpError::TooLarge { max } => write!(f, "reply larger than {max} bytes"),
-            HttpError::Redirect { status } => {
+            HttpError::Redirect { status, .. } => {
                 write!(f, "http status: {status} (redirects are not followed)")
             }
             HttpError::Transport(text) => write!(f, "{text}"),
@@ -120,6 +122,9 @@ pub fn post_json(
     read_reply(request.send(body.to_string().as_bytes()), limits)
 }
 
+/// How many of the addresses given to [`get_pinned`] are tried at most.
+pub const MAX_PINNED: usize = 16;
+
 /// `GET url`, connecting only to `addrs` whatever the URL's host resolves to; TLS still
 /// checks the certificate against the URL's host. For Matrix federation, where server
 /// discovery decides the address and the name the certificate must carry, and where the
@@ -130,7 +135,7 @@ pub fn get_pinned(
     limits: Limits,
     addrs: &[SocketAddr],
 ) -> Result<Reply, HttpError> {
-    let pinned = Pinned(addrs.iter().take(16).copied().collect());
+    let pinned = Pinned(addrs.iter().take(MAX_PINNED).copied().collect());
     let mut request = agent(within_deadline(limits)?, pinned).get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -264,7 +269,9 @@ fn read_reply(
     let mut response = result.map_err(|e| from_ureq(e, limits))?;
     let status = response.status().as_u16();
     if (300..400).contains(&status) {
-        return Err(HttpError::Redirect { status });
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+        let location = location.filter(|l| l.len() <= MAX_LOCATION).map(str::to_string);
+        return Err(HttpError::Redirect { status, location });
     }
     let max_age = response
         .headers()
@@ -279,6 +286,9 @@ fn read_reply(
         .map_err(|e| from_ureq(e, limits))?;
     Ok(Reply { status, body, max_age })
 }
+
+/// Longest `Location` of a redirect kept.
+const MAX_LOCATION: usize = 2048;
 
 fn from_ureq(error: ureq::Error, limits: Limits) -> HttpError {
     match error {

@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::federation::{Discovery, Lookups};
+use super::federation::{Discovery, Fetched, Lookups};
 use super::{power, Config, Decision, Denial, MatrixError, UvsRequest, DEFAULT_STATE_DEFAULT};
 use crate::dns::{self, DnsError, ResolvConf, SrvRecords};
 use crate::http::{self, HttpError, Limits, Reply};
+use crate::jobs;
 
 /// What the homeserver mode remembers between verifications.
 pub(super) struct State {
@@ -44,7 +45,7 @@ pub(super) fn ask(
     config: &Config,
     state: &State,
 ) -> Result<Decision, MatrixError> {
-    let deadline = Deadline { end: Instant::now() + config.limits.timeout, limits: config.limits };
+    let deadline = Deadline::new(config.limits);
     let Some(server_name) = request.server_name.as_deref() else {
         return Ok(Decision::Deny(Denial::NoServerName));
     };
@@ -103,7 +104,7 @@ pub(super) fn room_members(
     room_id: &str,
     config: &Config,
 ) -> Result<Vec<(String, bool)>, MatrixError> {
-    let deadline = Deadline { end: Instant::now() + config.limits.timeout, limits: config.limits };
+    let deadline = Deadline::new(config.limits);
     let bearer = format!("Bearer {admin_token}");
     let url = format!("{base_url}/_synapse/admin/v1/rooms/{}/state", encode(room_id));
     let reply = deadline.get(&url, &[("Authorization", bearer.as_str())], "")?;
@@ -159,7 +160,7 @@ fn remote_userinfo(
         encode(&request.token)
     );
     let reply = deadline
-        .get_pinned(&url, &target.addrs, deadline.limits.max_body, &request.token)
+        .get_pinned(&url, &target.addrs, MAX_USERINFO, &request.token)
         .map_err(|e| failed(format!("{server_name} at {}: {e}", target.authority)))?;
     read_userinfo(reply, server_name, "federation openid/userinfo")
 }
@@ -168,16 +169,35 @@ fn remote_userinfo(
 struct Network<'a>(&'a Deadline);
 
 impl Lookups for Network<'_> {
-    fn well_known(&mut self, host: &str, addrs: &[SocketAddr], max_body: u64) -> Option<Vec<u8>> {
-        let url = format!("https://{host}/.well-known/matrix/server");
-        let reply = self.0.get_pinned(&url, addrs, max_body, "").ok()?;
-        (reply.status == 200).then_some(reply.body)
+    fn addresses(&mut self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DnsError> {
+        dns::lookup_host(host, port, self.0.end)
+    }
+
+    fn well_known(&mut self, url: &str, addrs: &[SocketAddr], max_body: u64) -> Fetched {
+        match self.0.get_pinned(url, addrs, max_body, "") {
+            Ok(reply) if reply.status == 200 => Fetched::Document(reply.body),
+            Ok(reply) if reply.status >= 500 => Fetched::Failed,
+            Ok(_) => Fetched::Absent,
+            Err(MatrixError::Unavailable(HttpError::Redirect {
+                location: Some(location), ..
+            })) => Fetched::Redirect(location),
+            Err(MatrixError::Unavailable(
+                HttpError::Redirect { .. } | HttpError::TooLarge { .. },
+            )) => Fetched::Absent,
+            Err(_) if Instant::now() >= self.0.end => Fetched::Unfinished,
+            Err(_) => Fetched::Failed,
+        }
     }
 
     fn srv(&mut self, name: &str) -> Result<SrvRecords, DnsError> {
         dns::lookup_srv(name, &ResolvConf::system(), self.0.end)
     }
 }
+
+/// Longest userinfo reply read from another homeserver. The answer is `{"sub": "@user:server"}`;
+/// the server is anyone a token names, and a reply as large as the configured homeserver's
+/// may be (member lists) would cost many times its size in memory once parsed.
+const MAX_USERINFO: u64 = 64 * 1024;
 
 /// The user the OpenID token belongs to, or `None` when the homeserver does not know it.
 fn userinfo(
@@ -355,6 +375,15 @@ struct Deadline {
 }
 
 impl Deadline {
+    /// The configured timeout from now, or the job's own deadline when that comes first (time
+    /// spent waiting for a worker counts): nothing a verification does outlives the caller's
+    /// wait for it.
+    fn new(limits: Limits) -> Deadline {
+        let own = Instant::now() + limits.timeout;
+        let end = jobs::current_deadline().map_or(own, |job| job.min(own));
+        Deadline { end, limits }
+    }
+
     /// `GET url` with what is left of the deadline. `secret` (the OpenID token, which the
     /// userinfo URL carries) is scrubbed from any error text, since errors reach the log.
     fn get(&self, url: &str, headers: &[(&str, &str)], secret: &str) -> Result<Reply, MatrixError> {
