@@ -66,15 +66,21 @@ function signatureFor(alg, input, key) {
 export function generateKey(alg, { kid = `kid-${crypto.randomBytes(4).toString('hex')}`, modulusLength = 2048 } = {}) {
   const s = spec(alg);
   if (s.kind === 'hmac') return { alg, kid, secret: crypto.randomBytes(32).toString('hex') };
+  // The pair comes out as PEM and the KeyObjects are made from it. Node 20 can deadlock when a
+  // KeyObject of a generated pair exports a JWK while the garbage collector destroys the pair's
+  // generation job (both lock the key's mutex: seen as a hung harness.test.js in CI, main thread
+  // in ExportJWKRsaKey -> ~KeyGenJob -> uv_mutex_lock); keys made from PEM have mutexes of their own.
+  const pem = { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } };
   let pair;
-  if (s.kind === 'rsa' || s.kind === 'rsa-pss') pair = crypto.generateKeyPairSync('rsa', { modulusLength });
-  else if (s.kind === 'ec') pair = crypto.generateKeyPairSync('ec', { namedCurve: s.curve });
-  else pair = crypto.generateKeyPairSync('ed25519');
-  const { privateKey, publicKey } = pair;
+  if (s.kind === 'rsa' || s.kind === 'rsa-pss') pair = crypto.generateKeyPairSync('rsa', { modulusLength, ...pem });
+  else if (s.kind === 'ec') pair = crypto.generateKeyPairSync('ec', { namedCurve: s.curve, ...pem });
+  else pair = crypto.generateKeyPairSync('ed25519', pem);
+  const privateKey = crypto.createPrivateKey(pair.privateKey);
+  const publicKey = crypto.createPublicKey(pair.publicKey);
   return {
     alg, kid, privateKey, publicKey,
-    privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }),
-    publicPem: publicKey.export({ type: 'spki', format: 'pem' }),
+    privatePem: pair.privateKey,
+    publicPem: pair.publicKey,
     jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' },
   };
 }
