@@ -1,8 +1,9 @@
 // Matrix server discovery in the direct homeserver mode, against a real DNS server: a user of
 // another homeserver whose server name is a DNS name (`theirs.test`) logs in, and gatehouse
 // must find that server the way the server-server API says ("Resolving server names"):
-// `/.well-known/matrix/server` delegation (with or without a port), SRV records
-// (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port 8448.
+// `/.well-known/matrix/server` delegation (with or without a port, and through a redirect to
+// `www.`), SRV records (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port
+// 8448.
 //
 // Real parts: dnsmasq (lib/dns.js) serves each scenario's records on a loopback address of its
 // own, port 53; Prosody and both Synapses see it as their /etc/resolv.conf (a bind mount in a
@@ -11,8 +12,9 @@
 // membership and power) and "theirs" (`theirs.test`, which issued carol's OpenID token). Carol
 // joins the room on ours over federation once, with these DNS records, which shows through
 // Synapse's own discovery that SRV records of this shape work. The well-known document comes
-// from a static file server (Node https, lib/wellknown.js), and a TLS-terminating relay
-// (lib/tlsproxy.js) in front of their Synapse plays a server holding another certificate.
+// from a static file server (Node https, lib/wellknown.js), which also plays the redirecting
+// apex domain; a TLS-terminating relay (lib/tlsproxy.js) in front of their Synapse plays a
+// server holding another certificate.
 // Each scenario gets a fresh Prosody, since discovery results are cached per process.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,25 +64,32 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
     const FED = { 'fed.theirs.test': T };
     const srv = (name, target, port) => ({ name, target, port });
 
+    const WELL_KNOWN = '/.well-known/matrix/server';
+    /** What gatehouse (not a Synapse) asked of the well-known server since `from`. */
+    const askedByGatehouse = (from) => wellKnown.requests.slice(from)
+      .filter((r) => r.agent?.startsWith('gatehouse/'))
+      .map(({ host, servername, path: asked }) => ({ host, servername, path: asked }));
+
     const roomJid = () => `${roomName(roomId)}@${MUC_DOMAIN}`;
     const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
     const openid = (server, who) => openidToken(server, people[who]);
     const widget = (who, openid, serverName) => widgetLogin({ roomId, name: who, openid, serverName });
 
-    /** Serves `records` (restarting dnsmasq on the same address) and `document` at W. */
-    async function publish(records, document = null) {
+    /** Serves `records` (restarting dnsmasq on the same address), `document` and `routes` at W. */
+    async function publish(records, document = null, routes = []) {
       await dns?.stop();
       dns = await startDns({ bin: dnsmasq.bin, address: D, records });
       wellKnown.set(document);
+      wellKnown.route(routes);
     }
 
     /**
-     * One scenario: its DNS records and well-known document, a fresh Prosody resolving through
-     * them, focus's room; runs `body(prosody)`, then stops that Prosody.
+     * One scenario: its DNS records, well-known document and routes, a fresh Prosody resolving
+     * through them, focus's room; runs `body(prosody)`, then stops that Prosody.
      */
-    async function scenario(name, { records, document = null }, body) {
-      await publish(records, document);
+    async function scenario(name, { records, document = null, routes = [] }, body) {
+      await publish(records, document, routes);
       const prosody = await startProsody({
         name: `matrix-discovery-${name}`,
         resolvConf,
@@ -136,7 +145,7 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
 
     before(async () => {
       tls = makeTestCa(path.join(dir, 'ca'), {
-        dns: ['localhost', THEIRS, 'fed.theirs.test', 'deleg.test'], ips: ['127.0.0.1', T],
+        dns: ['localhost', THEIRS, 'fed.theirs.test', 'deleg.test', `www.${THEIRS}`], ips: ['127.0.0.1', T],
       });
       resolvConf = writeResolvConf(dir, D);
       let ourFederationPort;
@@ -251,4 +260,23 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       }, async (prosody) => {
         assert.match(await refused(prosody), /SRV|DNS|timed out|timeout/i);
       }));
+
+    it('i: well-known on the apex redirects to www: admitted; theirs.test asked, then www.theirs.test', async () => {
+      // A common setup: the apex domain's web server sends everything to www. The redirect is
+      // followed (an https URL, www.theirs.test's address screened), and only www serves the
+      // document: the login works only if the redirect was followed.
+      const www = `www.${THEIRS}`;
+      const from = wellKnown.requests.length;
+      await scenario('wellknown-redirect', {
+        records: { a: { ...FED, [THEIRS]: W, [www]: W } },
+        routes: [
+          { host: THEIRS, path: WELL_KNOWN, status: 301, headers: { location: `https://${www}${WELL_KNOWN}` } },
+          { host: www, path: WELL_KNOWN, body: { 'm.server': `fed.theirs.test:${theirPort}` } },
+        ],
+      }, admitted);
+      assert.deepEqual(askedByGatehouse(from), [
+        { host: THEIRS, servername: THEIRS, path: WELL_KNOWN },
+        { host: www, servername: www, path: WELL_KNOWN },
+      ]);
+    });
   });
