@@ -35,11 +35,14 @@ export function randomLoopback() {
   return `127.${1 + (a % 250)}.${1 + (b % 250)}.${1 + (c % 250)}`;
 }
 
-/** Writes a resolv.conf naming only `address` (world-readable: Prosody runs as its own user). */
-export function writeResolvConf(dir, address) {
+/**
+ * Writes a resolv.conf naming only `address` (world-readable: Prosody runs as its own user),
+ * with the stub resolver's `timeout` (seconds per try) and `attempts`; as `name` in `dir`.
+ */
+export function writeResolvConf(dir, address, { timeout = 1, attempts = 2, name = 'resolv.conf' } = {}) {
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'resolv.conf');
-  fs.writeFileSync(file, `nameserver ${address}\noptions timeout:1 attempts:2\n`);
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, `nameserver ${address}\noptions timeout:${timeout} attempts:${attempts}\n`);
   fs.chmodSync(file, 0o644);
   return file;
 }
@@ -51,10 +54,14 @@ export function writeResolvConf(dir, address) {
  *        (target '.' publishes "no such service here")
  *   unanswered: ['_tcp.host.test']  names in these domains get no answer at all (a DNS failure:
  *        dnsmasq forwards them to a port where nothing listens, and the asker times out)
+ *   forward: { 'slow.test': '127.1.2.3' }  names in these domains are forwarded to that
+ *        nameserver (port 53), and answered as it answers: it stands in for a domain's own
+ *        nameservers, e.g. ones that never answer (a test's UDP socket reading and ignoring)
  */
-function recordArgs({ a = {}, srv = [], unanswered = [] }) {
+function recordArgs({ a = {}, srv = [], unanswered = [], forward = {} }) {
   const args = Object.entries(a).map(([name, ip]) => `--host-record=${name},${ip}`);
   for (const domain of unanswered) args.push(`--server=/${domain}/127.0.0.1#1`);
+  for (const [domain, server] of Object.entries(forward)) args.push(`--server=/${domain}/${server}`);
   for (const { name, target, port, priority = 0, weight = 0 } of srv) {
     // dnsmasq's spelling of the "." target is a record without one.
     args.push(target === '.' ? `--srv-host=${name}` : `--srv-host=${name},${target},${port},${priority},${weight}`);
