@@ -3,7 +3,9 @@
 // must find that server the way the server-server API says ("Resolving server names"):
 // `/.well-known/matrix/server` delegation (with or without a port, and through a redirect to
 // `www.`), SRV records (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port
-// 8448.
+// 8448. And within bounds, whatever a hostile or broken name holds: an SRV target whose
+// nameservers never answer is given up by the login's deadline (Prosody answering others
+// meanwhile).
 //
 // Real parts: dnsmasq (lib/dns.js) serves each scenario's records on a loopback address of its
 // own, port 53; Prosody and both Synapses see it as their /etc/resolv.conf (a bind mount in a
@@ -14,16 +16,18 @@
 // Synapse's own discovery that SRV records of this shape work. The well-known document comes
 // from a static file server (Node https, lib/wellknown.js), which also plays the redirecting
 // apex domain; a TLS-terminating relay (lib/tlsproxy.js) in front of their Synapse plays a
-// server holding another certificate.
+// server holding another certificate; a UDP socket that reads and never answers plays a
+// domain's silent nameservers (dnsmasq forwards that domain to it).
 // Each scenario gets a fresh Prosody, since discovery results are cached per process.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { startProsody, MUC_DOMAIN, RUN_ROOT } from './lib/prosody.js';
-import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin } from './lib/client.js';
+import { connect, connectFocus, joinRoom, createRoomAsFocus, disconnect, waitForStanza, parseMucPresence, refusedLogin, ping } from './lib/client.js';
 import { freePorts } from './lib/net.js';
 import { findSynapse, startSynapse, federatedRoom, openidToken, widgetLogin } from './lib/synapse.js';
 import { findDnsmasq, startDns, randomLoopback, writeResolvConf } from './lib/dns.js';
@@ -32,15 +36,39 @@ import { startTlsProxy } from './lib/tlsproxy.js';
 import { makeTestCa } from './lib/testca.js';
 import { roomName } from './lib/uvs.js';
 
+/**
+ * A nameserver that never answers: a UDP socket on `address` port 53 reading every query and
+ * ignoring it, as a domain's nameservers do when down or dropping packets. Counts the queries.
+ * @returns {Promise<{queries(): number, close(): Promise<void>}>}
+ */
+async function startSilentNameserver(address) {
+  const socket = dgram.createSocket('udp4');
+  let queries = 0;
+  let closed = false;
+  socket.on('message', () => { queries += 1; });
+  await new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(53, address, resolve);
+  });
+  return {
+    queries: () => queries,
+    close: () => new Promise((resolve) => {
+      if (closed) { resolve(); return; }
+      closed = true;
+      socket.close(() => resolve());
+    }),
+  };
+}
+
 const synapse = findSynapse();
 const dnsmasq = findDnsmasq();
 const THEIRS = 'theirs.test';
 
 // Loopback addresses of their own: their Synapse (T), the well-known server (W), the relay
-// (R) and the DNS server (D).
-const [T, W, R, D] = (() => {
+// (R), the DNS server (D) and the silent nameserver (S).
+const [T, W, R, D, S] = (() => {
   const picked = new Set();
-  while (picked.size < 4) picked.add(randomLoopback());
+  while (picked.size < 5) picked.add(randomLoopback());
   return [...picked];
 })();
 
@@ -57,6 +85,7 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
     let roomId;
     let theirPort;
     let relayPort;
+    let silent;
     const people = {};
 
     // A records every scenario builds on: their Synapse's federation host, and their name at
@@ -86,15 +115,17 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
 
     /**
      * One scenario: its DNS records, well-known document and routes, a fresh Prosody resolving
-     * through them, focus's room; runs `body(prosody)`, then stops that Prosody.
+     * through them (by `conf`, the shared resolv.conf unless given), with `options` on its main
+     * host, focus's room; runs `body(prosody, clients)`, then stops that Prosody.
      */
-    async function scenario(name, { records, document = null, routes = [] }, body) {
+    async function scenario(name, { records, document = null, routes = [], conf = resolvConf, options = {} }, body) {
       await publish(records, document, routes);
       const prosody = await startProsody({
         name: `matrix-discovery-${name}`,
-        resolvConf,
+        resolvConf: conf,
         global: { gatehouse_ca_file: tls.ca },
         mainHost: {
+          ...options,
           authentication: 'matrix_user_verification',
           matrix_user_verification_homeserver_url: ours.url,
           matrix_user_verification_homeserver_admin_token: admin.access_token,
@@ -130,10 +161,13 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       assert.ok(!log.includes(token), 'the OpenID token stays out of the log');
     }
 
-    /** Carol is refused as a federation failure; resolves the log line saying why. */
-    async function refused(prosody) {
-      const token = await openid(theirs, 'carol');
-      const err = await refusedLogin(prosody.httpPort, widget('carol', token, THEIRS));
+    /**
+     * Carol is refused as a federation failure; resolves the log line saying why. Her login is
+     * with a token of theirs.test unless `login` gives another `{ token, serverName }`.
+     */
+    async function refused(prosody, login = null) {
+      const { token, serverName } = login ?? { token: await openid(theirs, 'carol'), serverName: THEIRS };
+      const err = await refusedLogin(prosody.httpPort, widget('carol', token, serverName));
       assert.equal(err.condition, 'access-denied');
       assert.equal(err.text, 'Token invalid or not in room');
       const log = prosody.readLog();
@@ -151,6 +185,7 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       let ourFederationPort;
       [theirPort, relayPort, ourFederationPort] = await freePorts(3);
       wellKnown = await startWellKnownServer({ host: W, cert: tls.cert, key: tls.key });
+      silent = await startSilentNameserver(S);
       // Carol's join makes ours look theirs.test up (for its signing key): through SRV.
       await publish({ a: { ...FED, [THEIRS]: W }, srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'fed.theirs.test', theirPort)] });
       [ours, theirs] = await Promise.all([
@@ -173,7 +208,7 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       assert.match(fs.readFileSync(dns.logFile, 'utf8'), /query\[SRV\] _matrix-fed\._tcp\.theirs\.test /);
     });
     after(async () => {
-      await Promise.all([ours?.stop(), theirs?.stop(), dns?.stop(), wellKnown?.close()]);
+      await Promise.all([ours?.stop(), theirs?.stop(), dns?.stop(), wellKnown?.close(), silent?.close()]);
     });
 
     it('a: SRV _matrix-fed._tcp.theirs.test → fed.theirs.test:<port>, no well-known: admitted, owner', () =>
@@ -278,5 +313,47 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
         { host: THEIRS, servername: THEIRS, path: WELL_KNOWN },
         { host: www, servername: www, path: WELL_KNOWN },
       ]);
+    });
+
+    it('j: an SRV target whose address lookup never answers is refused within the deadline; Prosody answers others meanwhile', async (t) => {
+      // fed.slow.test's nameservers (S, a socket that reads and never answers) are silent. The
+      // stub resolver here has glibc's defaults (timeout:5 attempts:2: getaddrinfo gives up after
+      // some 10 s), so the 3 s verification deadline comes first and must bound the lookup. (With
+      // the shared resolv.conf's timeout:1 attempts:2, getaddrinfo gives up by itself after some
+      // 2 s, a temporary failure, which gatehouse logs as "no address for the targets of SRV …".)
+      const timeoutS = 3;
+      const conf = writeResolvConf(dir, D, { timeout: 5, attempts: 2, name: 'resolv-glibc-defaults.conf' });
+      const asked = silent.queries();
+      await scenario('srv-target-silent', {
+        records: {
+          a: { [THEIRS]: W },
+          srv: [srv(`_matrix-fed._tcp.${THEIRS}`, 'fed.slow.test', theirPort)],
+          forward: { 'slow.test': S },
+        },
+        conf,
+        options: { matrix_user_verification_timeout: timeoutS },
+      }, async (prosody, [focus]) => {
+        const token = await openid(theirs, 'carol');
+        const started = performance.now();
+        let settled = false;
+        const login = refused(prosody, { token, serverName: THEIRS }).then((line) => ({ line }), (error) => ({ error }));
+        login.then(() => { settled = true; });
+        // The focus pings Prosody while carol waits (bounded: the login settles within seconds).
+        const pings = [];
+        for (let i = 0; i < 50 && !settled; i++) {
+          pings.push(await ping(focus, { timeoutMs: 1000 }));
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const { line, error } = await login;
+        const took = performance.now() - started;
+        t.diagnostic(`refused after ${Math.round(took)} ms; ${pings.length} pings answered meanwhile, ` +
+          `slowest ${Math.round(Math.max(...pings))} ms; the silent nameserver got ${silent.queries() - asked} queries`);
+        if (error) throw error;
+        assert.match(line, /address lookup of the targets of SRV _matrix-fed\._tcp\.theirs\.test failed: DNS timed out/);
+        assert.ok(took < timeoutS * 1000 + 1500, `refused after ${Math.round(took)} ms`);
+        assert.ok(took > timeoutS * 1000 - 500, `refused after ${Math.round(took)} ms: before the deadline, so not by it`);
+        assert.ok(pings.length >= 10, `${pings.length} pings answered while the login waited`);
+        assert.ok(silent.queries() > asked, 'the lookup of fed.slow.test reached its silent nameserver');
+      });
     });
   });
