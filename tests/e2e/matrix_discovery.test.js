@@ -5,7 +5,7 @@
 // `www.`), SRV records (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then port
 // 8448. And within bounds, whatever a hostile or broken name holds: an SRV target whose
 // nameservers never answer is given up by the login's deadline (Prosody answering others
-// meanwhile).
+// meanwhile), and a userinfo reply over 64 KiB is not read.
 //
 // Real parts: dnsmasq (lib/dns.js) serves each scenario's records on a loopback address of its
 // own, port 53; Prosody and both Synapses see it as their /etc/resolv.conf (a bind mount in a
@@ -15,9 +15,10 @@
 // joins the room on ours over federation once, with these DNS records, which shows through
 // Synapse's own discovery that SRV records of this shape work. The well-known document comes
 // from a static file server (Node https, lib/wellknown.js), which also plays the redirecting
-// apex domain; a TLS-terminating relay (lib/tlsproxy.js) in front of their Synapse plays a
-// server holding another certificate; a UDP socket that reads and never answers plays a
-// domain's silent nameservers (dnsmasq forwards that domain to it).
+// apex domain and a hostile server's oversized userinfo reply; a TLS-terminating relay
+// (lib/tlsproxy.js) in front of their Synapse plays a server holding another certificate; a UDP
+// socket that reads and never answers plays a domain's silent nameservers (dnsmasq forwards
+// that domain to it).
 // Each scenario gets a fresh Prosody, since discovery results are cached per process.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -179,7 +180,7 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
 
     before(async () => {
       tls = makeTestCa(path.join(dir, 'ca'), {
-        dns: ['localhost', THEIRS, 'fed.theirs.test', 'deleg.test', `www.${THEIRS}`], ips: ['127.0.0.1', T],
+        dns: ['localhost', THEIRS, 'fed.theirs.test', 'deleg.test', `www.${THEIRS}`, 'huge.test'], ips: ['127.0.0.1', T],
       });
       resolvConf = writeResolvConf(dir, D);
       let ourFederationPort;
@@ -354,6 +355,25 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
         assert.ok(took > timeoutS * 1000 - 500, `refused after ${Math.round(took)} ms: before the deadline, so not by it`);
         assert.ok(pings.length >= 10, `${pings.length} pings answered while the login waited`);
         assert.ok(silent.queries() > asked, 'the lookup of fed.slow.test reached its silent nameserver');
+      });
+    });
+
+    it('k: a userinfo reply over 64 KiB is refused as a federation failure: "reply larger than 65536 bytes"', () => {
+      // huge.test:443 (a name with a port: no well-known, no SRV) answers the userinfo question
+      // for its own user, with padding that makes the reply some 100 KiB.
+      const token = crypto.randomBytes(16).toString('hex');
+      const userinfo = '/_matrix/federation/v1/openid/userinfo';
+      const from = wellKnown.requests.length;
+      return scenario('userinfo-huge', {
+        records: { a: { [THEIRS]: W, 'huge.test': W } },
+        routes: [{ host: 'huge.test', path: userinfo, body: { sub: '@carol:huge.test:443', pad: 'x'.repeat(100 * 1024) } }],
+      }, async (prosody) => {
+        const line = await refused(prosody, { token, serverName: 'huge.test:443' });
+        assert.match(line, /reply larger than 65536 bytes/);
+        const asked = askedByGatehouse(from);
+        assert.deepEqual(asked.map((r) => [r.servername, r.path]), [['huge.test', userinfo]]);
+        // The URL is https://huge.test:443/...; the HTTP client leaves the default port out of Host.
+        assert.match(asked[0].host, /^huge\.test(:443)?$/);
       });
     });
   });
