@@ -5,24 +5,30 @@
 # SUITE is a make target (e.g. test-e2e). The suites of a group run at the same time; `--then`
 # waits for the group before starting the next one (the suites whose tests time latencies run
 # last, on a quiet machine). Suites named in NICE_SUITES (the compiling ones) run at a lower CPU
-# priority. Logs: $LOG_DIR/<suite>.log.
+# priority. A suite still running after SUITE_TIMEOUT seconds (default 1500) is stopped and
+# fails, so one hung test process (a deadlock inside Node, say) cannot hold the whole run.
+# Logs: $LOG_DIR/<suite>.log.
 set -u
 cd "$(dirname "$0")/.."
 LOG_DIR=${LOG_DIR:-target/test-logs}
 MAKE=${MAKE:-make}
 NICE_SUITES=" ${NICE_SUITES:-} "
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-1500}
 mkdir -p "$LOG_DIR"
 
 declare -A pid
 suites=()
 start_suite() {
-	local suite=$1 log="$LOG_DIR/$1.log" prefix=()
-	[[ $NICE_SUITES == *" $suite "* ]] && prefix=(nice -n 10)
+	local suite=$1 log="$LOG_DIR/$1.log"
+	# timeout runs the suite in a process group of its own and stops all of it.
+	local prefix=(timeout --kill-after=30 "$SUITE_TIMEOUT")
+	[[ $NICE_SUITES == *" $suite "* ]] && prefix+=(nice -n 10)
 	rm -f "$LOG_DIR/$suite.took"
 	(
 		t0=$(date +%s)
 		"${prefix[@]}" "$MAKE" --no-print-directory "$suite" >"$log" 2>&1 </dev/null
 		rc=$?
+		[ $rc -eq 124 ] && echo "run-suites: $suite stopped after ${SUITE_TIMEOUT} s" >>"$log"
 		echo $(($(date +%s) - t0)) >"$LOG_DIR/$suite.took"
 		exit $rc
 	) &
