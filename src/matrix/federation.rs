@@ -141,7 +141,7 @@ pub struct Target {
 pub enum Unreachable {
     /// The token's `server_name` is not a Matrix server name.
     BadServerName,
-    /// The name has no address (or a DNS failure).
+    /// The name's address lookup gave no address.
     NoAddress(String),
     /// Every address is private, loopback or link-local, and those are not allowed.
     PrivateAddress(String),
@@ -149,7 +149,8 @@ pub enum Unreachable {
     Srv(String, DnsError),
     /// The SRV records of this name say the service is not offered (a single target ".").
     NoService(String),
-    /// The address lookup of this host gave no answer in time.
+    /// The address lookup of this host failed: no such name, a DNS failure (the resolver's
+    /// own words), or no answer in time.
     Lookup(String, DnsError),
 }
 
@@ -263,7 +264,9 @@ impl Discovery {
             let addrs =
                 match self.addresses(&at.server.host, at.server.port.unwrap_or(443), lookups) {
                     Ok(addrs) => addrs,
-                    Err(Unreachable::Lookup(..)) => return Fetched::Unfinished,
+                    Err(Unreachable::Lookup(_, DnsError::Timeout | DnsError::Busy)) => {
+                        return Fetched::Unfinished
+                    }
                     Err(Unreachable::PrivateAddress(_)) => return Fetched::Absent,
                     Err(_) => return Fetched::Failed,
                 };
@@ -352,11 +355,9 @@ impl Discovery {
     ) -> Result<Vec<SocketAddr>, Unreachable> {
         let found: Vec<SocketAddr> = match host {
             Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-            Host::Name(name) => match lookups.addresses(name, port) {
-                Ok(found) => found,
-                Err(DnsError::Io(_)) => return Err(Unreachable::NoAddress(name.clone())),
-                Err(error) => return Err(Unreachable::Lookup(name.clone(), error)),
-            },
+            Host::Name(name) => lookups
+                .addresses(name, port)
+                .map_err(|error| Unreachable::Lookup(name.clone(), error))?,
         };
         let shown = || match host {
             Host::Ip(ip) => ip.to_string(),
@@ -829,10 +830,14 @@ mod tests {
             )],
             ..Fake::default()
         };
-        assert_eq!(
-            Discovery::new(true).locate("localhost", &mut nowhere),
-            Err(Unreachable::NoAddress("the targets of SRV _matrix-fed._tcp.localhost".into()))
-        );
+        // The resolver's own words stay in the error, for the log.
+        let Err(Unreachable::Lookup(shown, DnsError::Io(why))) =
+            Discovery::new(true).locate("localhost", &mut nowhere)
+        else {
+            panic!("not an address lookup failure")
+        };
+        assert_eq!(shown, "the targets of SRV _matrix-fed._tcp.localhost");
+        assert!(!why.is_empty());
     }
 
     #[test]

@@ -321,7 +321,8 @@ describe(`server discovery with real dnsmasq, two real Synapse ${synapse.version
       // stub resolver here has glibc's defaults (timeout:5 attempts:2: getaddrinfo gives up after
       // some 10 s), so the 3 s verification deadline comes first and must bound the lookup. (With
       // the shared resolv.conf's timeout:1 attempts:2, getaddrinfo gives up by itself after some
-      // 2 s, a temporary failure, which gatehouse logs as "no address for the targets of SRV …".)
+      // 2 s, a temporary failure, which gatehouse logs in the resolver's words: "address lookup
+      // of the targets of SRV … failed: DNS: … Temporary failure in name resolution".)
       const timeoutS = 3;
       const conf = writeResolvConf(dir, D, { timeout: 5, attempts: 2, name: 'resolv-glibc-defaults.conf' });
       const asked = silent.queries();
