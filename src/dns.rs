@@ -220,8 +220,8 @@ pub fn lookup_host(host: &str, port: u16, deadline: Instant) -> Result<Vec<Socke
     found.map_err(DnsError::Io)
 }
 
-/// At most this many getaddrinfo threads still running after their caller gave up: beyond it,
-/// a lookup fails at once ([`DnsError::Busy`]) rather than add threads without bound.
+/// At most this many getaddrinfo threads at a time, those whose caller gave up included: beyond
+/// it, a lookup fails at once ([`DnsError::Busy`]) rather than add threads without bound.
 const MAX_PENDING_LOOKUPS: usize = 64;
 
 /// Runs `work` on a thread of its own and waits for its result until `deadline`, counting the
